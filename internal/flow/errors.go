@@ -24,9 +24,18 @@ func (r Reason) text() string {
 	return string(b)
 }
 
-// ParseReason decodes the Cause of a caught error back into a Reason. A Cause that is not one of
-// ours (a Lambda runtime failure, a timeout) becomes a Reason whose Message is the raw text.
+// ParseReason decodes the Cause of a caught error back into a Reason. Step Functions gives a
+// Lambda function's error as the function's error payload, {"errorMessage":...,"errorType":...},
+// whose errorMessage is the Reason's JSON; a Pass state may set the Reason's JSON directly. A
+// Cause that is neither (a Lambda runtime failure, a timeout) becomes a Reason whose Message is
+// the raw text, or the payload's errorMessage if there is one.
 func ParseReason(cause string) Reason {
+	var payload struct {
+		ErrorMessage *string `json:"errorMessage"`
+	}
+	if json.Unmarshal([]byte(cause), &payload) == nil && payload.ErrorMessage != nil {
+		cause = *payload.ErrorMessage
+	}
 	var r Reason
 	if err := json.Unmarshal([]byte(cause), &r); err != nil || r.Message == "" {
 		return Reason{Message: cause}

@@ -22,18 +22,24 @@ type Input struct {
 type ChallengeInput struct {
 	NIP     string `json:"nip"`
 	Attempt int    `json:"attempt"` // polls of the current login so far, passed through
+	// StatusCode is the last authentication status the state machine saw: 200 means the login
+	// in progress finished and its tokens can be redeemed.
+	StatusCode int `json:"statusCode"`
 }
 
 // AuthState is the output of the challenge function and of an authentication poll. Ready means
 // a usable access token is stored for the NIP; otherwise an authentication is in progress under
-// ReferenceNumber and the state machine waits WaitSeconds before polling it.
+// ReferenceNumber and the state machine waits WaitSeconds before polling it. ReferenceNumber and
+// StatusCode are always present, even when empty or 0: the definition reads them (a Choice on
+// statusCode, PollAuth's Parameters), and a path that is missing fails the execution with
+// States.Runtime.
 type AuthState struct {
 	Ready           bool   `json:"ready"`
-	ReferenceNumber string `json:"referenceNumber,omitempty"`
+	ReferenceNumber string `json:"referenceNumber"`
 	Method          string `json:"method,omitempty"`
 	WaitSeconds     int    `json:"waitSeconds"`
 	Attempt         int    `json:"attempt"`
-	StatusCode      int    `json:"statusCode,omitempty"`
+	StatusCode      int    `json:"statusCode"`
 }
 
 // SendInput is the input of the send function.
@@ -49,6 +55,7 @@ type Submission struct {
 	InvoiceHash            string    `json:"invoiceHash"`
 	InvoiceSize            int       `json:"invoiceSize"`
 	InvoiceNumber          string    `json:"invoiceNumber"`
+	IssueDate              string    `json:"issueDate"` // P_1, YYYY-MM-DD
 	SentAt                 time.Time `json:"sentAt"`
 	WaitSeconds            int       `json:"waitSeconds"`
 }

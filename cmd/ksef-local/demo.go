@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ksef-serverless/ksef-serverless/internal/localrun"
+)
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("ksef-local demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.register(fs)
+	out := fs.String("out", "out", "directory for a copy of the UPO and the result")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(errUsage, err) // the flag package has printed the usage
+	}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	log := c.logger(stderr)
+	body, name, err := c.invoiceBytes()
+	if err != nil {
+		return err
+	}
+	opts, err := c.build(ctx, log)
+	if err != nil {
+		return err
+	}
+	st, err := localrun.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("stop the local stack", "error", err)
+		}
+		log.Info("logs kept", "runDir", st.RunDir())
+	}()
+
+	log.InfoContext(ctx, "sending invoice", "invoice", name, "nip", c.nip, "bytes", len(body))
+	res, err := st.SendInvoice(ctx, c.nip, name, body)
+	if err != nil {
+		return err
+	}
+	e := res.Execution
+	log.InfoContext(ctx, "execution finished", "status", e.Status, "duration", e.Duration().Round(time.Millisecond),
+		"stateTransitions", e.StateTransitions, "states", strings.Join(e.States, " > "))
+
+	if !res.Accepted() {
+		f := res.Failure()
+		fmt.Fprintf(stdout, "Invoice %s was NOT accepted (%s)\n", name, f.Error)
+		if f.Code != 0 {
+			fmt.Fprintf(stdout, "KSeF code: %d\n", f.Code)
+		}
+		fmt.Fprintf(stdout, "Reason: %s\n", f.Message)
+		for _, d := range f.Details {
+			fmt.Fprintf(stdout, "  - %s\n", d)
+		}
+		if res.ErrorJSON != nil {
+			fmt.Fprintf(stdout, "Report: s3://%s/%s\n", res.Bucket, res.ErrorKey)
+		}
+		return errRejected
+	}
+
+	fmt.Fprintf(stdout, "Invoice %s accepted by KSeF\n", name)
+	fmt.Fprintf(stdout, "KSeF number: %s\n", res.KSeFNumber())
+	if res.UPO == nil {
+		return fmt.Errorf("the execution succeeded but no UPO is stored at s3://%s/%s", res.Bucket, res.UPOKey)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", *out, err)
+	}
+	upoCopy := filepath.Join(*out, name+".upo.xml")
+	if err := os.WriteFile(upoCopy, res.UPO, 0o644); err != nil {
+		return fmt.Errorf("write UPO copy: %w", err)
+	}
+	fmt.Fprintf(stdout, "UPO: s3://%s/%s (local bucket)\n", res.Bucket, res.UPOKey)
+	fmt.Fprintf(stdout, "UPO copy: %s\n", upoCopy)
+	if res.ResultJSON != nil {
+		resultCopy := filepath.Join(*out, name+".result.json")
+		if err := os.WriteFile(resultCopy, res.ResultJSON, 0o644); err != nil {
+			return fmt.Errorf("write result copy: %w", err)
+		}
+		fmt.Fprintf(stdout, "Result: s3://%s/%s, copy %s\n", res.Bucket, res.ResultKey, resultCopy)
+	}
+	return nil
+}

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ksef-serverless/ksef-serverless/internal/flow"
+	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+)
+
+// objectPutter writes results to S3.
+type objectPutter interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// store is the part of the secrets store the handler uses.
+type store interface {
+	AccessToken(ctx context.Context, nip string, r secrets.Refresher) (ksef.Secret, error)
+	LatestState(ctx context.Context, nip string) (*secrets.State, error)
+	Update(ctx context.Context, nip string, fn func(*secrets.State) error) (*secrets.State, error)
+}
+
+// statusClient is the part of the KSeF client the handler uses.
+type statusClient interface {
+	RefreshAccessToken(ctx context.Context, refreshToken ksef.Secret) (*ksef.Token, error)
+	AuthStatus(ctx context.Context, referenceNumber string, authToken ksef.Secret) (*ksef.AuthStatus, error)
+	InvoiceStatus(ctx context.Context, sessionRef, invoiceRef string) (*ksef.InvoiceStatus, error)
+	InvoiceUPOByKSeFNumber(ctx context.Context, sessionRef, ksefNumber string) (*ksef.Document, error)
+	Download(ctx context.Context, url string) (*ksef.Document, error)
+	QRBaseURL() string
+}
+
+type clientFor func(ctx context.Context, nip string) (statusClient, error)
+
+type handler struct {
+	objects      objectPutter
+	store        store
+	clients      clientFor
+	bucket       string
+	resultPrefix string
+	now          func() time.Time
+	log          *slog.Logger
+}
+
+// Handle makes one KSeF status call (an authentication or an invoice) and says what the state
+// machine should do next, or records the reason an execution failed. Still processing is a
+// result (with a suggested wait), not an error.
+func (h *handler) Handle(ctx context.Context, in flow.PollInput) (any, error) {
+	var (
+		out any
+		err error
+	)
+	switch in.Kind {
+	case flow.PollAuth:
+		out, err = h.pollAuth(ctx, in)
+	case flow.PollInvoice:
+		out, err = h.pollInvoice(ctx, in)
+	case flow.PollFailure:
+		out, err = h.recordFailure(ctx, in)
+	default:
+		err = &flow.BadInputError{Reason: flow.Reason{Stage: "poll", Message: fmt.Sprintf("unknown poll kind %q", in.Kind)}}
+	}
+	if err != nil {
+		err = flow.Classify("poll", err)
+		h.log.ErrorContext(ctx, "poll failed", slog.String("kind", in.Kind), slog.String("nip", in.NIP),
+			slog.String("key", in.Invoice.Key), slog.String("error", err.Error()))
+		return nil, err
+	}
+	return out, nil
+}
+
+// pollAuth checks the NIP's login in progress, which it reads from the state secret (the
+// authentication token never travels in the execution's state).
+func (h *handler) pollAuth(ctx context.Context, in flow.PollInput) (flow.AuthState, error) {
+	next := flow.AuthState{Attempt: in.Attempt + 1, WaitSeconds: 1}
+	client, err := h.clients(ctx, in.NIP)
+	if err != nil {
+		return next, flow.AuthFailure("poll", "load credentials", err)
+	}
+	if _, err := h.store.AccessToken(ctx, in.NIP, client); err == nil {
+		next.Ready, next.StatusCode = true, 200 // another execution finished the login
+		return next, nil
+	}
+	st, err := h.store.LatestState(ctx, in.NIP)
+	if err != nil {
+		return next, fmt.Errorf("read session state: %w", err)
+	}
+	p := st.PendingAuth
+	switch {
+	case p == nil:
+		next.StatusCode = 0 // nothing in progress: the challenge step starts a login
+		return next, nil
+	case p.ReferenceNumber == "":
+		next.StatusCode = 100 // being started by another execution
+		return next, nil
+	}
+	next.ReferenceNumber, next.Method = p.ReferenceNumber, string(p.Method)
+	status, err := client.AuthStatus(ctx, p.ReferenceNumber, p.AuthenticationToken.Token)
+	if errors.Is(err, ksef.ErrUnauthorized) || errors.Is(err, ksef.ErrGone) {
+		// The authentication token expired before the login finished: start over.
+		h.dropLogin(ctx, in.NIP, p.ReferenceNumber)
+		next.StatusCode = 0
+		return next, nil
+	}
+	if err != nil {
+		return next, fmt.Errorf("authentication status: %w", err)
+	}
+	next.StatusCode = status.Status.Code
+	switch {
+	case status.Status.Code < 200:
+		return next, nil
+	case status.Status.Code == 200:
+		h.log.InfoContext(ctx, "KSeF authentication succeeded", slog.String("nip", in.NIP), slog.String("referenceNumber", p.ReferenceNumber))
+		return next, nil
+	}
+	h.dropLogin(ctx, in.NIP, p.ReferenceNumber)
+	return next, &flow.AuthFailedError{Reason: flow.Reason{
+		Stage:   "auth",
+		Message: "KSeF authentication failed: " + status.Status.Description,
+		Code:    status.Status.Code,
+		Details: status.Status.Details,
+	}}
+}
+
+// dropLogin forgets a login that failed or expired, so that the next challenge starts afresh.
+func (h *handler) dropLogin(ctx context.Context, nip, ref string) {
+	_, err := h.store.Update(ctx, nip, func(st *secrets.State) error {
+		if st.PendingAuth == nil || st.PendingAuth.ReferenceNumber != ref {
+			return secrets.ErrNoChange
+		}
+		st.PendingAuth = nil
+		return nil
+	})
+	if err != nil {
+		h.log.WarnContext(ctx, "could not drop finished login", slog.String("nip", nip), slog.String("error", err.Error()))
+	}
+}
+
+// pollInvoice checks one invoice. On success it stores the UPO and then the result (so a result
+// always has its UPO); on a duplicate it stores a result pointing at the original KSeF number.
+func (h *handler) pollInvoice(ctx context.Context, in flow.PollInput) (flow.PollResult, error) {
+	sub := in.Submission
+	out := flow.PollResult{Kind: flow.PollInvoice, Outcome: flow.OutcomePending, Attempt: in.Attempt + 1, WaitSeconds: invoiceWait(in.Attempt + 1)}
+	if sub == nil || sub.SessionReferenceNumber == "" || sub.InvoiceReferenceNumber == "" {
+		return out, &flow.BadInputError{Reason: flow.Reason{Stage: "poll", Message: "invoice poll needs the submission's session and invoice reference numbers"}}
+	}
+	client, err := h.clients(ctx, in.NIP)
+	if err != nil {
+		return out, flow.AuthFailure("poll", "load credentials", err)
+	}
+	st, err := client.InvoiceStatus(ctx, sub.SessionReferenceNumber, sub.InvoiceReferenceNumber)
+	if err != nil {
+		return out, fmt.Errorf("invoice status: %w", err)
+	}
+	out.StatusCode, out.StatusDescription = st.Status.Code, st.Status.Description
+	switch code := st.Status.Code; {
+	case code < 200:
+		return out, nil
+	case code == 200:
+		return h.accepted(ctx, in, client, st, out)
+	case code == 440:
+		return h.duplicate(ctx, in, client, st, out)
+	}
+	return out, &flow.RejectedError{Reason: flow.Reason{
+		Stage:   "ksef",
+		Message: "KSeF rejected the invoice: " + st.Status.Description,
+		Code:    st.Status.Code,
+		Details: st.Status.Details,
+	}}
+}
+
+func (h *handler) accepted(ctx context.Context, in flow.PollInput, client statusClient, st *ksef.InvoiceStatus, out flow.PollResult) (flow.PollResult, error) {
+	upo, err := h.upo(ctx, client, in.Submission.SessionReferenceNumber, st.KSeFNumber, st.UPODownloadURL)
+	var apiErr *ksef.APIError
+	if errors.As(err, &apiErr) && apiErr.HasCode(ksef.CodeUPONotFound) {
+		out.WaitSeconds = 2 // accepted, the UPO is being generated
+		return out, nil
+	}
+	if err != nil {
+		return out, fmt.Errorf("download UPO: %w", err)
+	}
+	upoKey := h.key(in.Invoice, ".upo.xml")
+	if err := h.put(ctx, upoKey, "application/xml", upo.Content); err != nil {
+		return out, err
+	}
+	res := h.result(in, "accepted", st)
+	res.UPO = &storedUPO{Key: upoKey, Hash: upo.Hash}
+	res.QRCodeURL = h.qr(client, in)
+	resultKey := h.key(in.Invoice, ".result.json")
+	if err := h.putJSON(ctx, resultKey, res); err != nil {
+		return out, err
+	}
+	h.log.InfoContext(ctx, "invoice accepted", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
+		slog.String("ksefNumber", st.KSeFNumber), slog.String("upoKey", upoKey))
+	out.Outcome, out.KSeFNumber, out.AcquisitionDate, out.ResultKey, out.UPOKey = flow.OutcomeAccepted, st.KSeFNumber, st.AcquisitionDate, resultKey, upoKey
+	out.WaitSeconds = 0
+	return out, nil
+}
+
+// duplicate reconciles a 440: KSeF already holds an invoice with this seller, type and number,
+// under the KSeF number in the status extensions. The original's UPO is stored too if KSeF
+// gives it to this context.
+func (h *handler) duplicate(ctx context.Context, in flow.PollInput, client statusClient, st *ksef.InvoiceStatus, out flow.PollResult) (flow.PollResult, error) {
+	origKSeF := st.Status.Extensions["originalKsefNumber"]
+	origSession := st.Status.Extensions["originalSessionReferenceNumber"]
+	if origKSeF == "" {
+		return out, &flow.RejectedError{Reason: flow.Reason{Stage: "ksef", Message: "KSeF reported a duplicate without the original KSeF number: " + st.Status.Description, Code: 440, Details: st.Status.Details}}
+	}
+	res := h.result(in, "duplicate", st)
+	res.KSeFNumber = origKSeF
+	res.OriginalSessionReferenceNumber = origSession
+	res.QRCodeURL = h.qr(client, in)
+	if origSession != "" {
+		upo, err := client.InvoiceUPOByKSeFNumber(ctx, origSession, origKSeF)
+		if err == nil {
+			upoKey := h.key(in.Invoice, ".upo.xml")
+			if err := h.put(ctx, upoKey, "application/xml", upo.Content); err != nil {
+				return out, err
+			}
+			res.UPO = &storedUPO{Key: upoKey, Hash: upo.Hash}
+			out.UPOKey = upoKey
+		} else {
+			h.log.InfoContext(ctx, "UPO of the original invoice not available", slog.String("ksefNumber", origKSeF), slog.String("error", err.Error()))
+		}
+	}
+	resultKey := h.key(in.Invoice, ".result.json")
+	if err := h.putJSON(ctx, resultKey, res); err != nil {
+		return out, err
+	}
+	h.log.InfoContext(ctx, "duplicate invoice reconciled", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
+		slog.String("originalKsefNumber", origKSeF))
+	out.Outcome, out.KSeFNumber, out.ResultKey, out.WaitSeconds = flow.OutcomeDuplicate, origKSeF, resultKey, 0
+	return out, nil
+}
+
+// upo downloads an invoice's UPO, from the pre-signed link when KSeF gave one.
+func (h *handler) upo(ctx context.Context, client statusClient, sessionRef, ksefNumber, url string) (*ksef.Document, error) {
+	if url != "" {
+		doc, err := client.Download(ctx, url)
+		if err == nil {
+			return doc, nil
+		}
+		h.log.WarnContext(ctx, "pre-signed UPO link failed; asking the API", slog.String("error", err.Error()))
+	}
+	return client.InvoiceUPOByKSeFNumber(ctx, sessionRef, ksefNumber)
+}
+
+// recordFailure stores why an execution failed next to the invoice: KSeF's code and details for
+// a rejection, our validation error for bad input, the error otherwise.
+func (h *handler) recordFailure(ctx context.Context, in flow.PollInput) (flow.PollResult, error) {
+	out := flow.PollResult{Kind: flow.PollFailure, Outcome: flow.OutcomeRecorded}
+	if in.Invoice.Key == "" || in.Invoice.Bucket != h.bucket {
+		return out, &flow.BadInputError{Reason: flow.Reason{Stage: "poll", Message: "failure record needs the invoice's object in the invoice bucket"}}
+	}
+	var taskErr flow.TaskError
+	if in.Error != nil {
+		taskErr = *in.Error
+	}
+	status := "failed"
+	switch taskErr.Error {
+	case "RejectedError":
+		status = "rejected"
+	case "BadInputError":
+		status = "invalid"
+	}
+	rep := report{
+		Status:     status,
+		Error:      taskErr.Error,
+		Reason:     flow.ParseReason(taskErr.Cause),
+		NIP:        in.NIP,
+		Invoice:    in.Invoice,
+		RecordedAt: h.now().UTC(),
+	}
+	if s := in.Submission; s != nil && s.InvoiceReferenceNumber != "" {
+		rep.Submission = s
+	}
+	key := h.key(in.Invoice, ".error.json")
+	if err := h.putJSON(ctx, key, rep); err != nil {
+		return out, err
+	}
+	h.log.InfoContext(ctx, "failure recorded", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
+		slog.String("status", status), slog.String("error", taskErr.Error), slog.String("reportKey", key))
+	out.ResultKey = key
+	return out, nil
+}
+
+// result is the JSON document stored next to an accepted (or reconciled) invoice.
+type result struct {
+	Status                         string        `json:"status"` // accepted, duplicate
+	NIP                            string        `json:"nip"`
+	KSeFNumber                     string        `json:"ksefNumber"`
+	InvoiceNumber                  string        `json:"invoiceNumber,omitempty"`
+	IssueDate                      string        `json:"issueDate,omitempty"`
+	AcquisitionDate                time.Time     `json:"acquisitionDate,omitzero"`
+	InvoicingDate                  time.Time     `json:"invoicingDate,omitzero"`
+	PermanentStorageDate           time.Time     `json:"permanentStorageDate,omitzero"`
+	InvoicingMode                  string        `json:"invoicingMode,omitempty"`
+	SessionReferenceNumber         string        `json:"sessionReferenceNumber"`
+	InvoiceReferenceNumber         string        `json:"invoiceReferenceNumber"`
+	OriginalSessionReferenceNumber string        `json:"originalSessionReferenceNumber,omitempty"`
+	InvoiceHash                    string        `json:"invoiceHash"`
+	InvoiceSize                    int           `json:"invoiceSize"`
+	Invoice                        flow.S3Object `json:"invoice"`
+	UPO                            *storedUPO    `json:"upo,omitempty"`
+	QRCodeURL                      string        `json:"qrCodeUrl,omitempty"`
+	StatusCode                     int           `json:"statusCode"`
+	StatusDescription              string        `json:"statusDescription"`
+	RecordedAt                     time.Time     `json:"recordedAt"`
+}
+
+type storedUPO struct {
+	Key  string `json:"key"`
+	Hash string `json:"hash,omitempty"` // Base64 SHA-256 of the UPO document
+}
+
+// report is the JSON document stored next to an invoice that was not accepted.
+type report struct {
+	Status     string           `json:"status"` // rejected, invalid, failed
+	Error      string           `json:"error"`
+	Reason     flow.Reason      `json:"reason"`
+	NIP        string           `json:"nip"`
+	Invoice    flow.S3Object    `json:"invoice"`
+	Submission *flow.Submission `json:"submission,omitempty"`
+	RecordedAt time.Time        `json:"recordedAt"`
+}
+
+func (h *handler) result(in flow.PollInput, status string, st *ksef.InvoiceStatus) result {
+	sub := in.Submission
+	return result{
+		Status:                 status,
+		NIP:                    in.NIP,
+		KSeFNumber:             st.KSeFNumber,
+		InvoiceNumber:          sub.InvoiceNumber,
+		IssueDate:              sub.IssueDate,
+		AcquisitionDate:        st.AcquisitionDate,
+		InvoicingDate:          st.InvoicingDate,
+		PermanentStorageDate:   st.PermanentStorageDate,
+		InvoicingMode:          st.InvoicingMode,
+		SessionReferenceNumber: sub.SessionReferenceNumber,
+		InvoiceReferenceNumber: sub.InvoiceReferenceNumber,
+		InvoiceHash:            sub.InvoiceHash,
+		InvoiceSize:            sub.InvoiceSize,
+		Invoice:                in.Invoice,
+		StatusCode:             st.Status.Code,
+		StatusDescription:      st.Status.Description,
+		RecordedAt:             h.now().UTC(),
+	}
+}
+
+// qr returns the invoice's verification link (QR code I), or "" if the submission lacks what
+// it needs.
+func (h *handler) qr(client statusClient, in flow.PollInput) string {
+	issued, err := time.Parse(time.DateOnly, in.Submission.IssueDate)
+	if err != nil {
+		return ""
+	}
+	u, err := ksef.VerificationURLFromHash(client.QRBaseURL(), in.NIP, issued, in.Submission.InvoiceHash)
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+// key names a result object: the result prefix, the invoice's key, a suffix. Results live under
+// their own prefix so that writing them never starts another execution.
+func (h *handler) key(obj flow.S3Object, suffix string) string {
+	return h.resultPrefix + obj.Key + suffix
+}
+
+func (h *handler) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return h.put(ctx, key, "application/json", append(b, '\n'))
+}
+
+func (h *handler) put(ctx context.Context, key, contentType string, body []byte) error {
+	_, err := h.objects.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:      aws.String(h.bucket),
+		Key:         aws.String(key),
+		Body:        bytes.NewReader(body),
+		ContentType: aws.String(contentType),
+	})
+	if err != nil {
+		return fmt.Errorf("store s3://%s/%s: %w", h.bucket, key, err)
+	}
+	return nil
+}
+
+// invoiceWait is the wait before the next invoice status call: quick at first, then every 5 s.
+func invoiceWait(attempt int) int {
+	switch {
+	case attempt <= 2:
+		return 1
+	case attempt <= 5:
+		return 2
+	}
+	return 5
+}

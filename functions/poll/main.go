@@ -1,0 +1,42 @@
+// Command poll is the Lambda function that makes one KSeF status call per invocation (an
+// authentication or an invoice) and tells the state machine what to do next; on acceptance it
+// stores the UPO and a result JSON next to the invoice, and it records failure reports.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/ksef-serverless/ksef-serverless/internal/lambdaenv"
+)
+
+func main() {
+	log := lambdaenv.NewLogger()
+	cfg, err := lambdaenv.LoadConfig(os.Getenv)
+	if err != nil {
+		log.Error("bad configuration", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	env, err := lambdaenv.New(context.Background(), cfg, log)
+	if err != nil {
+		log.Error("cannot start", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	h := &handler{
+		objects: env.S3,
+		store:   env.Secrets,
+		clients: func(ctx context.Context, nip string) (statusClient, error) {
+			c, _, err := env.KSeF.Client(ctx, nip)
+			return c, err
+		},
+		bucket:       cfg.Bucket,
+		resultPrefix: cfg.ResultPrefix,
+		now:          time.Now,
+		log:          log,
+	}
+	lambda.Start(h.Handle)
+}

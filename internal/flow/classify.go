@@ -1,0 +1,103 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+
+	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+)
+
+// maxDetails bounds how much of KSeF's detail text travels in the state (256 KiB payload limit).
+const (
+	maxDetails      = 10
+	maxDetailLength = 1000
+)
+
+// Classify turns any error a handler meets into one of the named flow errors, so that the state
+// machine can retry, wait, re-authenticate or record the failure. Errors that already are flow
+// errors pass through. stage names the step ("challenge", "send", "poll").
+func Classify(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := ReasonOf(err); ok {
+		return err
+	}
+	r := Reason{Stage: stage, Message: err.Error()}
+
+	var apiErr *ksef.APIError
+	var invErr *ksef.InvoiceError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &invErr):
+		return &BadInputError{Reason: r, Err: err}
+	case errors.As(err, &apiErr):
+		r.Code = apiErr.StatusCode
+		if len(apiErr.Details) > 0 {
+			r.Code = apiErr.Details[0].Code
+			for _, d := range apiErr.Details {
+				r.Details = append(r.Details, d.Details...)
+			}
+		}
+		r.Details = trimDetails(r.Details)
+		switch {
+		case errors.Is(err, ksef.ErrRateLimited):
+			r.RetryAfterSeconds = WaitSeconds(apiErr.RetryAfter)
+			return &RateLimitedError{Reason: r, Err: err}
+		case errors.Is(err, ksef.ErrUnauthorized), errors.Is(err, ksef.ErrForbidden):
+			return &AuthFailedError{Reason: r, Err: err}
+		case apiErr.Temporary():
+			return &RetryableError{Reason: r, Err: err}
+		case apiErr.StatusCode >= 400 && apiErr.StatusCode < 500:
+			return &RejectedError{Reason: r, Err: err}
+		}
+		return &RetryableError{Reason: r, Err: err}
+	case errors.Is(err, secrets.ErrLoginRequired), errors.Is(err, secrets.ErrInvalidCredentials), errors.Is(err, secrets.ErrNotFound):
+		return &AuthFailedError{Reason: r, Err: err}
+	case errors.Is(err, secrets.ErrConflict),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.As(err, &netErr):
+		return &RetryableError{Reason: r, Err: err}
+	}
+	return &RetryableError{Reason: r, Err: fmt.Errorf("unclassified: %w", err)}
+}
+
+// WaitSeconds converts a wait into whole seconds for a Wait state: at least 1, rounded up.
+func WaitSeconds(d interface{ Seconds() float64 }) int {
+	s := int(math.Ceil(d.Seconds()))
+	if s < 1 {
+		return 1
+	}
+	return s
+}
+
+func trimDetails(details []string) []string {
+	if len(details) > maxDetails {
+		details = details[:maxDetails]
+	}
+	out := make([]string, len(details))
+	for i, d := range details {
+		if len(d) > maxDetailLength {
+			d = d[:maxDetailLength] + "…"
+		}
+		out[i] = d
+	}
+	return out
+}
+
+// AuthFailure classifies a failure to log in or to load credentials: transient problems stay
+// retryable and rate limits keep their wait, but what Classify would call a rejection (a refused
+// token or signature, missing permissions, bad credentials) is an AuthFailedError.
+func AuthFailure(stage, what string, err error) error {
+	err = fmt.Errorf("%s: %w", what, err)
+	c := Classify(stage, err)
+	var rej *RejectedError
+	if errors.As(c, &rej) {
+		return &AuthFailedError{Reason: rej.Reason, Err: err}
+	}
+	return c
+}

@@ -1,0 +1,57 @@
+// Package localrun runs the whole serverless pipeline on one machine, without AWS and without
+// Docker: the Step Functions definition (statemachine.asl.json) with aws-local-stepfunctions on
+// Node 22, each Lambda function's bootstrap under aws-lambda-rie (the Lambda Runtime Interface
+// Emulator), S3 and Secrets Manager in moto_server, and KSeF as the local emulator
+// (cmd/ksef-emulator). It serves `ksef-local demo`, `ksef-local bench` and end-to-end tests.
+//
+// # Pieces
+//
+//   - local/run-execution.mjs runs executions with the aws-local-stepfunctions JS API. Its Task
+//     states call Lambda through the AWS SDK, and report failures as AWS does: Error is the
+//     function's errorType, Cause its error payload as a JSON string; see the script's header
+//     for the other differences from the library that it corrects.
+//   - Router implements the Lambda Invoke API in front of the aws-lambda-rie instances (one
+//     invocation at a time per instance, X-Amz-Function-Error on function errors) and counts
+//     invocations per function.
+//   - A counting reverse proxy sits between the functions and moto (AWS_ENDPOINT_URL), so
+//     Metrics reports the pipeline's own Secrets Manager reads and writes.
+//   - The emulator's request log (one JSON line per request) gives the KSeF logins
+//     (POST /auth/ksef-token, /auth/xades-signature) and sessions opened (POST /sessions/online).
+//
+// Every program runs in its own process group with Pdeathsig set, its output captured in
+// RunDir/logs; Close stops the groups (TERM, then KILL), so nothing outlives the harness, not even
+// after Ctrl-C or a failed test. Ports come from the OS; readiness is polled with bounded loops.
+//
+// # Use
+//
+//	st, err := localrun.Start(ctx, localrun.Options{
+//		Functions: map[string]string{
+//			localrun.FunctionChallenge: "bin/challenge/bootstrap",
+//			localrun.FunctionSend:      "bin/send/bootstrap",
+//			localrun.FunctionPoll:      "bin/poll/bootstrap",
+//		},
+//		Definition:  "statemachine.asl.json",
+//		EmulatorBin: "bin/ksef-emulator",
+//	})
+//	if err != nil { ... }
+//	defer st.Close()
+//	res, err := st.SendInvoice(ctx, localrun.DefaultNIP, "FA_3_Przyklad_1.xml", xml)
+//	// res.Accepted(), res.KSeFNumber(), res.UPO, res.Failure(), st.Metrics()
+//
+// BuildFunction and BuildCommand build the bootstraps and the emulator; FindRIE, FindMoto and
+// FindNode locate the tools and fail with ErrMissingTool when one is not installed.
+//
+// # The functions' environment
+//
+// Each function gets exactly: AWS_REGION=eu-central-1, AWS_ENDPOINT_URL (moto, through the
+// counting proxy), dummy AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE=true,
+// KSEF_ENVIRONMENT=test, KSEF_BASE_URL (the emulator's /v2 base URL),
+// KSEF_CREDENTIALS_SECRET=ksef/{nip}/credentials, KSEF_STATE_SECRET=ksef/{nip}/session,
+// INVOICE_BUCKET, RESULT_PREFIX=results/, LOG_LEVEL=info, AWS_LAMBDA_LOG_FORMAT=JSON,
+// AWS_LAMBDA_LOG_LEVEL=INFO, AWS_LAMBDA_FUNCTION_TIMEOUT, AWS_LAMBDA_FUNCTION_NAME, plus PATH,
+// HOME and Options.FunctionEnv. The credentials secret of each NIP is created in moto as
+// {"nip","environment":"test","baseUrl","authMethod":"token","ksefToken"} with a random token
+// that the emulator is started with (--token NIP=TOKEN), or with Options.AuthMethod AuthXAdES as
+// {..., "authMethod":"xades","certificatePem","privateKeyPem"} holding a fresh self-signed
+// company-seal certificate of the NIP.
+package localrun
