@@ -22,6 +22,9 @@ const (
 	// maxLoginAge is how long a started login is worth polling; the challenge it answered lives
 	// 10 minutes.
 	maxLoginAge = 10 * time.Minute
+	// redeemGrace is how long after a login started the tokens it redeemed may still be on
+	// their way to the state secret (another execution redeemed them and is saving them).
+	redeemGrace = 2 * time.Minute
 	// authPollSeconds is the wait between authentication status calls (the official SDKs poll
 	// every second).
 	authPollSeconds = 1
@@ -127,6 +130,12 @@ func (h *handler) redeem(ctx context.Context, in flow.ChallengeInput, client aut
 		if _, err := h.store.AccessToken(ctx, in.NIP, client); err == nil {
 			return flow.AuthState{Ready: true, Attempt: in.Attempt, StatusCode: 200}, nil
 		}
+		if h.now().Sub(p.StartedAt) > redeemGrace {
+			// Redeemed long ago yet no tokens stored: whoever redeemed them died before saving.
+			// The login is spent; start another.
+			h.dropLogin(ctx, in.NIP, p.ReferenceNumber)
+			return flow.AuthState{Attempt: in.Attempt, WaitSeconds: authPollSeconds}, nil
+		}
 		return pending(p.ReferenceNumber, p.Method, in.Attempt), nil
 	}
 	if err != nil {
@@ -201,6 +210,20 @@ func (h *handler) authenticate(ctx context.Context, nip string, client authClien
 		return client.AuthenticateWithCertificate(ctx, ksef.NipContext(nip), key, cert)
 	}
 	return nil, &secrets.CredentialsError{Field: "authMethod", Reason: fmt.Sprintf("unsupported method %q", creds.AuthMethod)}
+}
+
+// dropLogin forgets a login whose tokens were redeemed but never stored. Best effort.
+func (h *handler) dropLogin(ctx context.Context, nip, ref string) {
+	_, err := h.store.Update(ctx, nip, func(st *secrets.State) error {
+		if st.PendingAuth == nil || st.PendingAuth.ReferenceNumber != ref {
+			return secrets.ErrNoChange
+		}
+		st.PendingAuth = nil
+		return nil
+	})
+	if err != nil {
+		h.log.WarnContext(ctx, "could not drop spent login", slog.String("nip", nip), slog.String("error", err.Error()))
+	}
 }
 
 // release gives up a claimed login that could not be started, so that the next execution

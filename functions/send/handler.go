@@ -142,7 +142,7 @@ func (h *handler) read(ctx context.Context, obj flow.S3Object) ([]byte, error) {
 	if err != nil {
 		var noKey *types.NoSuchKey
 		var apiErr smithy.APIError
-		if errors.As(err, &noKey) || (errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchVersion" || apiErr.ErrorCode() == "AccessDenied")) {
+		if errors.As(err, &noKey) || (errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchVersion") {
 			return nil, badInput(fmt.Sprintf("cannot read invoice s3://%s/%s (version %q)", obj.Bucket, obj.Key, obj.VersionID), err)
 		}
 		return nil, fmt.Errorf("read invoice s3://%s/%s: %w", obj.Bucket, obj.Key, err)

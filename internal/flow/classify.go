@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"unicode/utf8"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
@@ -24,8 +25,11 @@ func Classify(stage string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := ReasonOf(err); ok {
-		return err
+	var fe flowError
+	if errors.As(err, &fe) {
+		// The flow error itself, not a wrapper around it: aws-lambda-go names the errorType
+		// after the type of the value returned, and the message must stay the Reason's JSON.
+		return fe
 	}
 	r := Reason{Stage: stage, Message: err.Error()}
 
@@ -82,7 +86,11 @@ func trimDetails(details []string) []string {
 	out := make([]string, len(details))
 	for i, d := range details {
 		if len(d) > maxDetailLength {
-			d = d[:maxDetailLength] + "…"
+			n := maxDetailLength
+			for n > 0 && !utf8.RuneStart(d[n]) { // do not cut a UTF-8 sequence (Polish text)
+				n--
+			}
+			d = d[:n] + "…"
 		}
 		out[i] = d
 	}

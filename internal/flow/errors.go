@@ -101,24 +101,18 @@ func ErrorNames() []string {
 
 // ReasonOf returns the Reason carried by err if it is (or wraps) one of the flow errors.
 func ReasonOf(err error) (Reason, bool) {
-	var (
-		re *RetryableError
-		rl *RateLimitedError
-		rj *RejectedError
-		bi *BadInputError
-		af *AuthFailedError
-	)
-	switch {
-	case errors.As(err, &re):
-		return re.Reason, true
-	case errors.As(err, &rl):
-		return rl.Reason, true
-	case errors.As(err, &rj):
-		return rj.Reason, true
-	case errors.As(err, &bi):
-		return bi.Reason, true
-	case errors.As(err, &af):
-		return af.Reason, true
+	var fe flowError
+	if errors.As(err, &fe) {
+		return fe.reason(), true
 	}
 	return Reason{}, false
 }
+
+// flowError is implemented by the error types above (reason is promoted from the embedded
+// Reason), and by nothing outside this package.
+type flowError interface {
+	error
+	reason() Reason
+}
+
+func (r Reason) reason() Reason { return r }
