@@ -189,6 +189,10 @@ func (e *Emulator) checkTokenLocked(plaintext []byte, decrypted bool, ch *challe
 	if info.context != ctx.Value || (ctx.Type != "Nip" && ctx.Type != "InternalId") {
 		return bad("Token nie może być użyty w kontekście " + ctx.Value)
 	}
+	if detail := info.unusable(a.started); detail != "" {
+		return bad(detail) // a token from POST /tokens: not yet Active, or revoked
+	}
+	a.principal = e.tokenPrincipalLocked(ctx, info, a.started)
 	return statusInfo{Code: 200, Description: "Uwierzytelnianie zakończone sukcesem"}
 }
 
@@ -287,6 +291,10 @@ func (e *Emulator) handleRedeem(q *request) {
 		q.fail(codeNoAuthorization, fmt.Sprintf("Status uwierzytelniania (%d) nie pozwala na pobranie tokenów.", st.Code))
 		return
 	}
+	if a.principal.tokenRevoked(q.now) {
+		q.fail(codeNoAuthorization, "Token KSeF użyty do uwierzytelnienia został unieważniony.")
+		return
+	}
 	a.redeemed = true
 	a.refreshUntil = q.now.Add(e.cfg.RefreshTokenTTL)
 	a.refreshID = newTraceID()
@@ -301,7 +309,8 @@ func (e *Emulator) handleRedeem(q *request) {
 }
 
 func (e *Emulator) issueAccessTokenLocked(a *authOp, now time.Time) tokenInfoJSON {
-	at := &accessToken{id: newTraceID(), context: a.context, validUntil: now.Add(e.cfg.AccessTokenTTL)}
+	at := &accessToken{id: newTraceID(), context: a.context, validUntil: now.Add(e.cfg.AccessTokenTTL),
+		permissions: e.permissionsLocked(a, now)} // fixed for the token's life; a refresh sees changes
 	e.st.accessTokens[at.id] = at
 	token := e.mintJWT(claims{
 		Type: typAccess, AuthRef: a.ref, ContextType: a.context.Type, ContextValue: a.context.Value,
@@ -321,6 +330,10 @@ func (e *Emulator) handleRefresh(q *request) {
 	}
 	if st := a.status(q.now); st.Code != 200 {
 		q.fail(codeNoAuthorization, fmt.Sprintf("Status uwierzytelniania (%d) nie pozwala na odświeżenie tokenu dostępowego.", st.Code))
+		return
+	}
+	if a.principal.tokenRevoked(q.now) {
+		q.fail(codeNoAuthorization, "Token KSeF użyty do uwierzytelnienia został unieważniony.")
 		return
 	}
 	a.lastRefresh = q.now

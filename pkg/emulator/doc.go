@@ -31,8 +31,8 @@
 //     to its context); XAdES login with the signature verified in full (enveloped or enveloping,
 //     c14n 1.0/1.1/exclusive, RSA PKCS#1 v1.5, RSA-PSS, ECDSA r||s, SignedProperties and
 //     SigningCertificate, auth schema 2.0 and 2.1), identity from the certificate (VATPL-<NIP>
-//     seal, TINPL-<NIP> or PNOPL-<PESEL> person, or the fingerprint), owner or Config.Grants
-//     permission check; status 100 for Config.AuthDelay, then 200, 415, 450 or 460 with KSeF's
+//     seal, TINPL-<NIP> or PNOPL-<PESEL> person, the fingerprint, or for a KSeF certificate the
+//     subject that enrolled it), owner, Config.Grants or granted-permission check; status 100 for Config.AuthDelay, then 200, 415, 450 or 460 with KSeF's
 //     details; redeem once; refresh; HS256 JWTs with enforced expiry; authentication sessions
 //     (list, revoke); authorizationPolicy IP restrictions (403 ip-not-allowed).
 //   - Online sessions (form code FA (3) 1-0E FA): a symmetric key that cannot be decrypted makes
@@ -50,6 +50,22 @@
 //     Config.OnlineSessionTTL) until processed, then 200 (with upo.pages), 440 (no invoices) or
 //     445 (no valid invoices). Closed or expired sessions refuse invoices with 21180, unknown ones
 //     with 21173, full ones (Config.MaxInvoicesPerSession) with 21155.
+//   - Batch sessions: POST /sessions/batch checks the declared package (21405 form code, fields,
+//     hashes, ordinal numbers 1..n; 21161 over 50 parts; 21157 a part over 100 MB before
+//     encryption, a size no AES-CBC ciphertext has, or part sizes that cannot add up to
+//     fileSize; 21470 unknown key) and answers partUploadRequests: pre-signed PUT links under
+//     /upload/ (x-ms-blob-type: BlockBlob required, Authorization ignored, 201; another method or
+//     header 400, bad signature or BatchPartUploadWindow × parts after opening 403, after close
+//     403). POST /sessions/batch/{ref}/close gives 21205 for a part never uploaded, 21157 for
+//     one whose upload differs from its declared size, 21208 after the upload window (the
+//     session is then 440), then processes the package before answering 204: each part's hash,
+//     decryption of each part on its own, the archive's size and hash (405, 435), unpacking ZIP
+//     or tar.gz (430), the invoice limit (420), then every file verified on all cores like an
+//     online invoice (attachments allowed), in archive order, with invoiceFileName; one bad
+//     invoice does not stop the others. Session 100 until closed, 150 until processed
+//     (ProcessingDelay after close, and after the last invoice is final), then 200, the package
+//     failure, 440 (no files) or 445 (no valid invoice); invoices 100 -> 150 -> final from the
+//     close on, invoicingDate = the opening of the session (the moment of the offline rule).
 //   - UPO v4-3 per invoice and per session (pages of 10 000), shaped like the official samples,
 //     valid against the UPO XSD once the receiver name is normalised (TEST writes
 //     "Ministerstwo Finansów - środowisko testowe (TE)"; set Config.EnvironmentName to "PRD" for
@@ -62,6 +78,37 @@
 //   - Rate limits of the documented groups over sliding 1 s / 1 min / 1 h windows, per context
 //     and client IP (per IP for public endpoints), 429 with Retry-After in seconds
 //     (Config.RateLimits; values in GET /rate-limits). GET /limits/context.
+//   - Permissions: every operation's x-required-permissions (read from the official description)
+//     is enforced with 403 missing-permissions (requiredAnyOfPermissions, presentPermissions).
+//     An access token carries the permissions its login held when it was issued (a refreshed one
+//     sees changes): a KSeF token's own; for an XAdES login the owner's set (the subject whose
+//     NIP is the context's, and the subjects Config.Grants names: CredentialsManage,
+//     CredentialsRead, InvoiceRead, InvoiceWrite, Introspection, SubunitManage) plus what was
+//     granted through the API. Person and entity grants and DELETE
+//     /permissions/common/grants/{id} are operations (EG...) in status 100 for
+//     [PermissionOperationDelay], then 200 (in force from then: the subject may log in with
+//     XAdES), 410 (subjectDetails do not fit the identifier type), 430 (EnforcementOperations),
+//     440 (grant to the context's owner) or 400 (revoking what is not in force); 410 Gone after 30
+//     days. Person and personal permission queries, paged with pageOffset, pageSize and hasMore.
+//   - KSeF tokens: POST /tokens only after an XAdES login (403 auth-method-not-allowed), in a Nip
+//     or InternalId context (26002), with permissions the caller holds (26001); the token is
+//     "<EC reference>|nip-<NIP>|<64 hex>", Pending for [TokenActivationDelay] (a login with it
+//     ends 450 "Token nieaktywny"), then Active and logs in with exactly its permissions. GET
+//     /tokens (status, description and author filters, x-continuation-token) and GET /tokens/{ref}
+//     with the documented visibility; DELETE /tokens/{ref} makes it Revoking, then Revoked after
+//     [TokenRevocationDelay] (login 450 "Token unieważniony", redeem and refresh 21301).
+//   - KSeF certificates: limits per subject (NIP 300/100, PESEL and fingerprint 12/6; GET
+//     /certificates/limits, GET /limits/subject); enrollment data from the certificate of the
+//     XAdES login (25001 after a token login); enrollments (25002 after a token login) checked as
+//     PKCS#10: 25004 format or signature, 25010 a key other than RSA 2048 or EC P-256, 25011 the
+//     signature algorithm, 25003 a subject other than the enrollment data, 25006 and 25007 the
+//     limits; after [CertificateEnrollmentDelay] the emulator's "KSeF CA" issues the certificate
+//     (16-hex serial, two years, digitalSignature for Authentication, nonRepudiation for Offline;
+//     status 400 for a public key another subject has certified). Retrieve, query, revoke
+//     (Blocked for [CertificateRevocationDelay], then Revoked; 25008, 25009; 403 after a token
+//     login). An Authentication certificate logs in with XAdES as the subject that enrolled it
+//     (method InternalCertificate, trusted with verifyCertificateChain=true); Offline, blocked
+//     and revoked ones give 460.
 //   - Errors as KSeF writes them: the exception body by default, problem details with
 //     "X-Error-Format: problem-details" (or Config.ProblemDetailsByDefault); 401, 403 and 410
 //     always problem+json. X-Test-System-Warning is echoed in X-System-Warning.
@@ -69,9 +116,10 @@
 // All state changes are computed from timestamps and the [Clock] when a request arrives: the
 // emulator runs no goroutines or timers.
 //
-// Not emulated: batch sessions and part uploads, invoice queries and exports, KSeF tokens and
-// certificates management, permissions, PEF/FA_RR/FA (2) forms, the /testdata endpoints and
-// signed (XAdES) UPOs.
+// Not emulated: invoice queries and exports, permissions other than direct person and entity
+// grants (authorizations, indirect, subunit and EU-entity permissions, entity roles), the
+// NIP-PESEL link of token visibility, PEF/FA_RR/FA (2) forms, the /testdata endpoints and signed
+// (XAdES) UPOs.
 //
 // # Fault injection
 //

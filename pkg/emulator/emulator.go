@@ -197,7 +197,7 @@ func randomBytes(n int) []byte {
 }
 
 // Handler returns the HTTP handler serving the API under /v2, pre-signed download links under
-// /download and the admin API under /admin.
+// /download, pre-signed batch part uploads under /upload and the admin API under /admin.
 func (e *Emulator) Handler() http.Handler { return e.handler }
 
 // Now returns the emulator's current time: the clock plus every Advance.
@@ -330,8 +330,9 @@ func (e *Emulator) ExpireAccessTokens(contextValue string) int {
 	return n
 }
 
-// ExpireSessions ends the lifetime of every open online session in the context contextValue now:
-// they close by themselves, as when OnlineSessionTTL runs out, and sending to them gives 21180.
+// ExpireSessions ends the lifetime of every open session in the context contextValue now: online
+// sessions close by themselves, as when OnlineSessionTTL runs out, and sending to them gives
+// 21180; batch sessions still open for uploads lose their upload window and are cancelled (440).
 // It returns how many sessions expired.
 func (e *Emulator) ExpireSessions(contextValue string) int {
 	e.mu.Lock()

@@ -19,11 +19,15 @@ const (
 	codeInvalidChallenge      = 21111
 	codeInvalidCertificate    = 21115
 	codeSessionInvoiceLimit   = 21155
+	codeBatchPartSize         = 21157
+	codeBatchTooManyParts     = 21161
 	codeInvoiceNotFound       = 21164
 	codeInvoiceNotReady       = 21165
 	codeSessionNotFound       = 21173
 	codeUPONotFound           = 21178
 	codeSessionStatus         = 21180
+	codeBatchPackageEmpty     = 21205
+	codeBatchTimeout          = 21208
 	codeInvalidEncoding       = 21217
 	codeNoAuthorization       = 21301
 	codeAuthNotFound          = 21304
@@ -34,6 +38,21 @@ const (
 	codeSignatureTypeConflict = 21406
 	codeBadContinuation       = 21418
 	codeUnknownKey            = 21470
+
+	// KSeF certificates and tokens.
+	codeCSRDataUnavailable      = 25001
+	codeEnrollmentNotAllowed    = 25002
+	codeCSRDataMismatch         = 25003
+	codeCSRInvalid              = 25004
+	codeEnrollmentNotFound      = 25005
+	codeEnrollmentLimit         = 25006
+	codeCertificateLimit        = 25007
+	codeCertificateNotFound     = 25008
+	codeCertificateNotRevocable = 25009
+	codeCSRKey                  = 25010
+	codeCSRSignatureAlgorithm   = 25011
+	codeTokenPermissions        = 26001
+	codeTokenContextType        = 26002
 )
 
 var exceptionDescriptions = map[int]string{
@@ -45,11 +64,15 @@ var exceptionDescriptions = map[int]string{
 	codeInvalidChallenge:      "Nieprawidłowe wyzwanie autoryzacyjne.",
 	codeInvalidCertificate:    "Nieprawidłowy certyfikat.",
 	codeSessionInvoiceLimit:   "Przekroczono dozwoloną liczbę faktur w sesji.",
+	codeBatchPartSize:         "Nieprawidłowy rozmiar części pakietu.",
+	codeBatchTooManyParts:     "Przekroczono dozwoloną liczbę części pakietu.",
 	codeInvoiceNotFound:       "Faktura o podanym identyfikatorze nie istnieje.",
 	codeInvoiceNotReady:       "Faktura o podanym numerze KSeF nie jest jeszcze dostępna.",
 	codeSessionNotFound:       "Brak sesji o wskazanym numerze referencyjnym.",
 	codeUPONotFound:           "Nie znaleziono UPO dla podanych kryteriów.",
 	codeSessionStatus:         "Status sesji nie pozwala na wykonanie operacji.",
+	codeBatchPackageEmpty:     "Pakiet nie może być pusty.",
+	codeBatchTimeout:          "Czas oczekiwania na requesty upload lub finish został przekroczony.",
 	codeInvalidEncoding:       "Nieprawidłowe kodowanie znaków.",
 	codeNoAuthorization:       "Brak autoryzacji.",
 	codeAuthNotFound:          "Brak uwierzytelnienia.",
@@ -60,6 +83,20 @@ var exceptionDescriptions = map[int]string{
 	codeSignatureTypeConflict: "Konflikt podpisu i typu uwierzytelnienia.",
 	codeBadContinuation:       "Przekazany token kontynuacji ma nieprawidłowy format.",
 	codeUnknownKey:            "Przesłany identyfikator klucza jest nieznany lub wskazuje na wycofany klucz.",
+
+	codeCSRDataUnavailable:      "Brak możliwości pobrania danych do CSR dla wykorzystanego sposobu uwierzytelnienia.",
+	codeEnrollmentNotAllowed:    "Brak możliwości złożenia wniosku certyfikacyjnego dla wykorzystanego sposobu uwierzytelnienia.",
+	codeCSRDataMismatch:         "Dane w CSR nie zgadzają się z danymi w użytym wektorze uwierzytelniającym.",
+	codeCSRInvalid:              "Niepoprawny format CSR lub niepoprawny podpis CSR.",
+	codeEnrollmentNotFound:      "Wniosek certyfikacyjny o podanym numerze referencyjnym nie istnieje.",
+	codeEnrollmentLimit:         "Osiągnięto limit możliwych do złożenia wniosków certyfikacyjnych.",
+	codeCertificateLimit:        "Osiągnięto limit dopuszczalnej liczby posiadanych certyfikatów.",
+	codeCertificateNotFound:     "Certyfikat o podanym numerze seryjnym nie istnieje.",
+	codeCertificateNotRevocable: "Nie można odwołać wskazanego certyfikatu, ponieważ jest już odwołany, zablokowany lub nieważny.",
+	codeCSRKey:                  "Nieprawidłowy typ lub długość klucza.",
+	codeCSRSignatureAlgorithm:   "Nieprawidłowy algorytm podpisu CSR.",
+	codeTokenPermissions:        "Nie można nadać tokenowi uprawnień których nie posiadasz.",
+	codeTokenContextType:        "Nie można wygenerować tokena dla obecnego typu kontekstu.",
 }
 
 // apiError is a 400 answer: one exception code with its details.

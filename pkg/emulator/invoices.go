@@ -36,6 +36,7 @@ type invoice struct {
 	finalAt  time.Time
 	stuck    bool
 	hash     string // invoiceHash as declared
+	fileName string // batch sessions: the file's name in the archive
 	outcome  statusInfo
 
 	// Filled for accepted invoices (outcome 200).
@@ -179,7 +180,7 @@ func (e *Emulator) handleSendInvoice(q *request) {
 // sessionForSendLocked returns the session invoices may be sent to, or the 400 error KSeF gives.
 func (q *request) sessionForSendLocked(ref string) (*session, *apiError) {
 	s := q.e.st.sessions[ref]
-	if s == nil || s.context != q.context() {
+	if s == nil || s.context != q.context() || s.batch != nil {
 		return nil, newAPIError(codeSessionNotFound, fmt.Sprintf("Sesja o numerze referencyjnym %s nie została odnaleziona.", ref))
 	}
 	if !s.isOpen(q.now) {
@@ -266,9 +267,8 @@ type fa3Fields struct {
 	Zalacznik *struct{} `xml:"Zalacznik"`
 }
 
-// verifyInvoice runs the checks KSeF makes on the decrypted invoice that do not depend on other
-// invoices: declared size and hash, encoding, well-formedness, schema, size limits, attachments,
-// issuing permission (seller NIP) and issue date.
+// verifyInvoice runs the checks KSeF makes on the decrypted invoice of an online session that do
+// not depend on other invoices: declared size and hash, then verifyDocument without attachments.
 func (e *Emulator) verifyInvoice(doc []byte, declaredSize int64, declaredHash string, ctx contextID, now time.Time) verdict {
 	if int64(len(doc)) != declaredSize {
 		return rejected(430, fmt.Sprintf("Rozmiar faktury nie zgadza się z zadeklarowaną wartością: '%d'.", declaredSize))
@@ -276,6 +276,13 @@ func (e *Emulator) verifyInvoice(doc []byte, declaredSize int64, declaredHash st
 	if sha256Base64(doc) != declaredHash {
 		return rejected(430, fmt.Sprintf("Skrót faktury nie zgadza się z zadeklarowaną wartością: '%s'.", declaredHash))
 	}
+	return e.verifyDocument(doc, ctx, now, false)
+}
+
+// verifyDocument runs the checks on the invoice document itself: encoding, well-formedness,
+// schema, size limits, attachments (allowed in batch sessions only), issuing permission (seller
+// NIP) and issue date.
+func (e *Emulator) verifyDocument(doc []byte, ctx contextID, now time.Time, attachmentsAllowed bool) verdict {
 	if len(doc) > maxInvoiceWithAttachmentSize {
 		return rejected(430, fmt.Sprintf("Rozmiar faktury (%d B) przekracza dozwolony limit %d B.", len(doc), maxInvoiceWithAttachmentSize))
 	}
@@ -304,7 +311,7 @@ func (e *Emulator) verifyInvoice(doc []byte, declaredSize int64, declaredHash st
 	if !v.hasAttachments && len(doc) > maxInvoiceSize {
 		return rejected(430, fmt.Sprintf("Rozmiar faktury (%d B) przekracza dozwolony limit %d B.", len(doc), maxInvoiceSize))
 	}
-	if v.hasAttachments {
+	if v.hasAttachments && !attachmentsAllowed {
 		return rejected(415, "Faktury z załącznikami można przesyłać wyłącznie w sesji wsadowej.")
 	}
 	if nip := ctx.nip(); nip == "" || v.sellerNIP != nip {
@@ -445,6 +452,7 @@ type invoiceStatusResponse struct {
 	KSeFNumber                   string     `json:"ksefNumber,omitempty"`
 	ReferenceNumber              string     `json:"referenceNumber"`
 	InvoiceHash                  string     `json:"invoiceHash"`
+	InvoiceFileName              string     `json:"invoiceFileName,omitempty"`
 	AcquisitionDate              *apiTime   `json:"acquisitionDate,omitempty"`
 	InvoicingDate                apiTime    `json:"invoicingDate"`
 	PermanentStorageDate         *apiTime   `json:"permanentStorageDate,omitempty"`
@@ -460,6 +468,7 @@ func (e *Emulator) invoiceStatusLocked(r *http.Request, inv *invoice, now time.T
 		OrdinalNumber:   inv.ordinal,
 		ReferenceNumber: inv.ref,
 		InvoiceHash:     inv.hash,
+		InvoiceFileName: inv.fileName,
 		InvoicingDate:   apiTime(inv.received),
 		Status:          inv.status(now),
 	}

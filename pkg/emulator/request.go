@@ -51,6 +51,9 @@ func (e *Emulator) route(mux *http.ServeMux, pattern, group string, auth authKin
 		if !e.allowRequest(q, group) {
 			return
 		}
+		if !q.authorize() { // the operation's x-required-permissions
+			return
+		}
 		h(q)
 	})
 }
@@ -73,6 +76,10 @@ func (e *Emulator) routes() http.Handler {
 	e.route(mux, "POST /sessions/online", groupOnlineSession, authAccess, e.handleOpenOnline)
 	e.route(mux, "POST /sessions/online/{referenceNumber}/invoices", groupInvoiceSend, authAccess, e.handleSendInvoice)
 	e.route(mux, "POST /sessions/online/{referenceNumber}/close", groupOnlineSession, authAccess, e.handleCloseOnline)
+	// Batch sessions; their parts go to pre-signed upload links (no bearer, not rate-limited).
+	e.route(mux, "POST /sessions/batch", groupBatchSession, authAccess, e.handleOpenBatch)
+	e.route(mux, "POST /sessions/batch/{referenceNumber}/close", groupBatchSession, authAccess, e.handleCloseBatch)
+	mux.HandleFunc(uploadPrefix+"{referenceNumber}/{ordinalNumber}", e.handleUpload)
 	e.route(mux, "GET /sessions", groupSessionList, authAccess, e.handleListSessions)
 	e.route(mux, "GET /sessions/{referenceNumber}", groupSessionMisc, authAccess, e.handleSessionStatus)
 	e.route(mux, "GET /sessions/{referenceNumber}/invoices", groupSessionInvoiceList, authAccess, e.handleSessionInvoices)
@@ -85,6 +92,10 @@ func (e *Emulator) routes() http.Handler {
 	// Limits.
 	e.route(mux, "GET /rate-limits", groupOther, authAccess, e.handleRateLimits)
 	e.route(mux, "GET /limits/context", groupOther, authAccess, e.handleContextLimits)
+	// KSeF tokens, permissions, KSeF certificates and GET /limits/subject.
+	e.tokenRoutes(mux)
+	e.permissionRoutes(mux)
+	e.certificateRoutes(mux)
 	// Pre-signed downloads (no bearer, not rate-limited) and the admin API.
 	mux.HandleFunc("GET "+downloadPrefix+"{referenceNumber}/{kind}/{name}", e.handleDownload)
 	e.adminRoutes(mux)

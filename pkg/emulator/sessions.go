@@ -44,6 +44,8 @@ type session struct {
 	// UPO authentication data, copied from the authentication that opened the session.
 	tokenRef string
 	docHash  string
+	// batch is set for a batch session (POST /sessions/batch); nil for an online one.
+	batch *batchSession
 }
 
 // isOpen reports whether invoices may be sent to the session at now.
@@ -80,6 +82,9 @@ func (s *session) processedAt(closed time.Time, processing time.Duration) (t tim
 
 // status computes the session status at now.
 func (s *session) status(now time.Time, processing time.Duration) statusInfo {
+	if s.batch != nil {
+		return s.batchStatus(now, processing)
+	}
 	if s.keyFailed {
 		return statusInfo{Code: 415, Description: "Błąd odszyfrowania dostarczonego klucza"}
 	}
@@ -143,7 +148,7 @@ func (s *session) updated(now time.Time, processing time.Duration) time.Time {
 // commonStatus maps a session status code onto the CommonSessionStatus filter of GET /sessions.
 func commonStatus(code int) string {
 	switch code {
-	case 100, 170:
+	case 100, 150, 170:
 		return "InProgress"
 	case 200:
 		return "Succeeded"
@@ -243,6 +248,10 @@ func (e *Emulator) handleCloseOnline(q *request) {
 	defer e.mu.Unlock()
 	s := q.sessionLocked(ref)
 	if s == nil {
+		return
+	}
+	if s.batch != nil {
+		q.fail(codeSessionNotFound, fmt.Sprintf("Sesja interaktywna o numerze referencyjnym %s nie została znaleziona.", ref))
 		return
 	}
 	if !s.isOpen(q.now) {
@@ -400,8 +409,8 @@ func inRange(t, from, to time.Time) bool {
 	return true
 }
 
-// GET /sessions?sessionType=Online|Batch: the sessions of the caller's context, newest first.
-// Batch sessions are not emulated, so that list is always empty.
+// GET /sessions?sessionType=Online|Batch: the sessions of the caller's context of that type,
+// newest first.
 func (e *Emulator) handleListSessions(q *request) {
 	f, ok := q.sessionFilter()
 	if !ok {
@@ -412,35 +421,34 @@ func (e *Emulator) handleListSessions(q *request) {
 		return
 	}
 	items := []sessionListItem{}
-	if q.r.URL.Query().Get("sessionType") == "Online" {
-		e.mu.Lock()
-		for _, s := range slices.Backward(e.st.sessionList) {
-			if s.context != q.context() || (f.ref != "" && s.ref != f.ref) {
-				continue
-			}
-			st := s.status(q.now, e.cfg.ProcessingDelay)
-			updated := s.updated(q.now, e.cfg.ProcessingDelay)
-			if len(f.statuses) > 0 && !slices.Contains(f.statuses, commonStatus(st.Code)) {
-				continue
-			}
-			if !inRange(s.created, f.createdFrom, f.createdTo) || !inRange(s.closeTime(q.now), f.closedFrom, f.closedTo) ||
-				!inRange(updated, f.modifiedFrom, f.modifiedTo) {
-				continue
-			}
-			succeeded, failed := s.counts(q.now)
-			items = append(items, sessionListItem{
-				ReferenceNumber:        s.ref,
-				Status:                 st,
-				DateCreated:            apiTime(s.created),
-				DateUpdated:            apiTime(updated),
-				ValidUntil:             optTime(s.validUntil),
-				TotalInvoiceCount:      len(s.invoices),
-				SuccessfulInvoiceCount: succeeded,
-				FailedInvoiceCount:     failed,
-			})
+	batch := q.r.URL.Query().Get("sessionType") == "Batch"
+	e.mu.Lock()
+	for _, s := range slices.Backward(e.st.sessionList) {
+		if s.context != q.context() || (s.batch != nil) != batch || (f.ref != "" && s.ref != f.ref) {
+			continue
 		}
-		e.mu.Unlock()
+		st := s.status(q.now, e.cfg.ProcessingDelay)
+		updated := s.updated(q.now, e.cfg.ProcessingDelay)
+		if len(f.statuses) > 0 && !slices.Contains(f.statuses, commonStatus(st.Code)) {
+			continue
+		}
+		if !inRange(s.created, f.createdFrom, f.createdTo) || !inRange(s.closeTime(q.now), f.closedFrom, f.closedTo) ||
+			!inRange(updated, f.modifiedFrom, f.modifiedTo) {
+			continue
+		}
+		succeeded, failed := s.counts(q.now)
+		items = append(items, sessionListItem{
+			ReferenceNumber:        s.ref,
+			Status:                 st,
+			DateCreated:            apiTime(s.created),
+			DateUpdated:            apiTime(updated),
+			ValidUntil:             optTime(s.validUntil),
+			TotalInvoiceCount:      len(s.invoices),
+			SuccessfulInvoiceCount: succeeded,
+			FailedInvoiceCount:     failed,
+		})
 	}
+	e.mu.Unlock()
 	from, to, next := page.bounds(len(items))
 	q.json(http.StatusOK, sessionListResponse{ContinuationToken: next, Sessions: items[from:to]})
 }

@@ -17,6 +17,7 @@ type state struct {
 	invoicesByKSeF map[string]*invoice     // KSeF number -> accepted invoice
 	accepted       map[dupKey]*invoice     // duplicate detection
 	limiter        *rateLimiter
+	creds          credentials // KSeF tokens, permission grants, KSeF certificates
 }
 
 func newState() state {
@@ -29,6 +30,7 @@ func newState() state {
 		invoicesByKSeF: map[string]*invoice{},
 		accepted:       map[dupKey]*invoice{},
 		limiter:        newRateLimiter(),
+		creds:          newCredentials(),
 	}
 }
 
@@ -63,6 +65,7 @@ var contextPatterns = map[string]*regexp.Regexp{
 type tokenInfo struct {
 	context string
 	ref     string
+	managed *ksefToken // tokens made by POST /tokens: status and permissions
 }
 
 var reTokenRef = regexp.MustCompile(`^(\d{8}-EC-[0-9A-F]{10}-[0-9A-F]{10}-[0-9A-F]{2})\|`)
@@ -116,6 +119,8 @@ type authOp struct {
 	refreshID    string // jti of the refresh token
 	lastRefresh  time.Time
 	revoked      bool
+
+	principal *principal // who authenticated, decided at submission
 }
 
 const authRetention = 7 * 24 * time.Hour
@@ -138,7 +143,8 @@ func (a *authOp) active(now time.Time) bool {
 }
 
 type accessToken struct {
-	id         string
-	context    contextID
-	validUntil time.Time
+	id          string
+	context     contextID
+	validUntil  time.Time
+	permissions []string // the permissions held when it was issued
 }

@@ -752,6 +752,9 @@ func (e *Emulator) handleXAdES(q *request) {
 		q.failWith(aerr)
 		return
 	}
+	if kc := e.issuedCertificateLocked(ad.cert); kc != nil {
+		id, identified = kc.identity(), true // a KSeF certificate stands for whoever enrolled it
+	}
 	a := e.newAuthOpLocked(q.now, ad.context, ad.policy)
 	a.docHash = ad.hash
 	a.legacy, a.info = id.legacy, id.info
@@ -760,6 +763,7 @@ func (e *Emulator) handleXAdES(q *request) {
 		a.info = methodInfo{Category: "XadesSignature", Code: "xades.qualified-signature", DisplayName: "Podpis kwalifikowany"}
 	}
 	a.outcome = e.judgeCertificateLocked(ad, id, identified, verifyChain, q.now)
+	e.noteXAdESLoginLocked(a, id, ad.cert, q.now)
 	q.json(http.StatusAccepted, e.authInitResponse(a))
 }
 
@@ -768,14 +772,17 @@ func (e *Emulator) judgeCertificateLocked(ad *authDocument, id certIdentity, ide
 	certErr := func(detail string) statusInfo {
 		return statusInfo{Code: 460, Description: "Uwierzytelnianie zakończone niepowodzeniem z powodu błędu certyfikatu", Details: []string{detail}}
 	}
+	kc := e.issuedCertificateLocked(ad.cert)
 	switch {
 	case now.Before(ad.cert.NotBefore) || now.After(ad.cert.NotAfter):
 		return certErr("Nieważny certyfikat")
+	case kc != nil && kc.loginProblem(now) != "":
+		return certErr(kc.loginProblem(now))
 	case !keyStrongEnough(ad.cert) || !identified:
 		return certErr("Niepoprawny certyfikat")
-	case verifyChain:
-		// The emulator trusts no certification authority, as TEST trusts none of a self-signed
-		// certificate's issuers when asked to verify the chain.
+	case verifyChain && kc == nil:
+		// Apart from its own KSeF CA the emulator trusts no certification authority, as TEST
+		// trusts none of a self-signed certificate's issuers when asked to verify the chain.
 		return certErr("Niezaufany łańcuch certyfikatów")
 	}
 	if !e.mayActLocked(ad.context, id) {
@@ -795,5 +802,5 @@ func (e *Emulator) mayActLocked(ctx contextID, id certIdentity) bool {
 			return true
 		}
 	}
-	return false
+	return e.grantedLocked(ctx, id) // permissions granted through the API
 }

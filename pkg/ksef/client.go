@@ -329,6 +329,9 @@ type request struct {
 	repeatable bool     // safe to send again after a 5xx or an ambiguous network failure
 	auth       authMode // which bearer token to send
 	token      Secret   // the token for authExplicit
+	// retryAny5xx also retries 500 and the other 5xx answers: for idempotent uploads to a
+	// pre-signed blob URL, whose 500s are the blob store's transient failures.
+	retryAny5xx bool
 }
 
 // apiPath is a request target: a path pattern such as "/sessions/{referenceNumber}" with its

@@ -1,7 +1,8 @@
 // Package ksef is a client for KSeF 2.0, Poland's national e-invoicing system (Krajowy System
-// e-Faktur): authentication, online sessions, invoice sending and status, UPO downloads and
-// limits, plus the pure helpers around them (XAdES signing of the login document, invoice
-// inspection, KSeF numbers, verification links).
+// e-Faktur): authentication, online sessions, invoice sending and status, UPO downloads, limits,
+// KSeF tokens, permissions and KSeF certificates, plus the pure helpers around them (XAdES signing
+// of the login document, certificate signing requests, invoice inspection, KSeF numbers,
+// verification links).
 //
 // # Building a client
 //
@@ -49,6 +50,45 @@
 // for KSeF with the Ministry of Finance's public key (RSA-OAEP, SHA-256), which it fetches,
 // picks by usage and validity, and caches; when KSeF reports the key as retired (21470) the
 // client fetches the keys again and retries once.
+//
+// # Sending a batch
+//
+// Many invoices (up to 10 000 by default) go in one batch session: build the package (an archive
+// with one file per invoice, cut into parts, each encrypted with a fresh key), open the session,
+// upload the parts to the pre-signed links KSeF returns, close it, then follow it like an online
+// session:
+//
+//	pkg, err := ksef.BuildBatch(invoices, ksef.BatchOptions{}) // []ksef.BatchInvoice{{FileName, Content}}
+//	s, err := c.OpenBatchSession(ctx, ksef.FormCodeFA3(), pkg, nil)
+//	err = c.UploadBatchParts(ctx, s, pkg, 0)
+//	err = c.CloseBatchSession(ctx, s.Handle.ReferenceNumber)
+//	st, err := c.SessionStatus(ctx, s.Handle.ReferenceNumber)
+//	// ... until st.Status.Code is 200 (or >= 400), then SessionInvoices, FailedSessionInvoices
+//
+// # Onboarding: KSeF tokens, permissions and KSeF certificates
+//
+// After an XAdES login (AuthenticateWithCertificate) a company can create KSeF tokens, give
+// people and other companies permissions in its context, and obtain KSeF certificates. Each of
+// these is asynchronous, like a login:
+//
+//	gen, err := c.GenerateToken(ctx, ksef.TokenRequest{
+//		Permissions: []ksef.Permission{ksef.PermissionInvoiceWrite}, Description: "Wysyłka faktur",
+//	}) // gen.Token is shown once: store it now; usable when TokenStatus says TokenActive
+//	op, err := c.GrantPersonPermissions(ctx, ksef.PersonGrant{
+//		Subject: ksef.PeselSubject(pesel), Permissions: []ksef.Permission{ksef.PermissionInvoiceRead},
+//		Description: "Księgowość", SubjectDetails: ksef.PersonDetails{FirstName: "Anna", LastName: "Nowak"},
+//	})
+//	st, err := c.PermissionOperationStatus(ctx, op.ReferenceNumber) // until 200 (or >= 400)
+//
+//	data, err := c.EnrollmentData(ctx)          // the DN KSeF will certify
+//	csr, err := ksef.NewCSR(data, key)          // key: ECDSA P-256 (recommended) or RSA 2048
+//	op, err = c.Enroll(ctx, ksef.EnrollmentRequest{CertificateName: "Serwer", CertificateType: ksef.CertificateAuthentication, CSR: csr})
+//	es, err := c.EnrollmentStatus(ctx, op.ReferenceNumber) // until 200: es.CertificateSerialNumber
+//	certs, err := c.RetrieveCertificates(ctx, []string{es.CertificateSerialNumber})
+//	cert, err := certs[0].X509() // logs in with AuthenticateWithCertificate(ctx, id, key, cert)
+//
+// The lists (Tokens, QueryPersonPermissions, QueryPersonalPermissions, QueryCertificates) page
+// like the others: a continuation token for tokens, PageRequest and HasMore for the queries.
 //
 // # Errors, retries and waiting
 //

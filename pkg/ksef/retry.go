@@ -109,6 +109,9 @@ func waitContext(ctx context.Context, d time.Duration) error {
 
 // retryStatus reports whether an HTTP status may be retried for this request.
 func (r *request) retryStatus(code int) bool {
+	if r.retryAny5xx && code >= 500 && code <= 599 {
+		return true
+	}
 	switch code {
 	case http.StatusTooManyRequests:
 		return true // rejected before processing: safe for every call
