@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 )
 
@@ -28,6 +30,9 @@ type procEnv struct {
 	now        func() time.Time
 	wait       func(ctx context.Context, d time.Duration) error // returns early with ctx.Err()
 	httpClient ksef.HTTPDoer                                    // nil: the ksef package's default
+	// awsConfig loads the AWS SDK configuration for Secrets Manager; nil: the SDK's default
+	// chain (environment, shared files, AWS_ENDPOINT_URL...), see loadAWSConfig.
+	awsConfig func(ctx context.Context) (aws.Config, error)
 }
 
 // cli is one invocation: output streams and process environment.
@@ -36,19 +41,44 @@ type cli struct {
 	env            procEnv
 }
 
-// command is one subcommand. A command prints its own usage for -h and for bad flags; help X
-// is X -h. Command groups (a future "cert self-signed") can dispatch with runCommand on a
-// table of their own.
+// command is one subcommand, or a group of them ("cert" holds "cert enroll"...). A command
+// prints its own usage for -h and for bad flags; help X is X -h, help GROUP lists the group.
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, x *cli, args []string) error
+	run     func(ctx context.Context, x *cli, args []string) error // nil for a group
+	sub     []command                                              // a group's commands
 }
 
 // commands is the table of ksef's subcommands, in the order help lists them.
 func commands() []command {
 	return []command{
 		{name: "send", summary: "send invoices in one online session, wait for KSeF's verdict, save the UPOs", run: runSend},
+		{name: "login", summary: "log in to KSeF (and out again) to check credentials", run: runLogin},
+		{name: "cert", summary: "certificates", sub: []command{
+			{name: "self-signed", summary: "make a self-signed test certificate and key (KSeF TEST only)", run: runCertSelfSigned},
+			{name: "enroll", summary: "obtain a KSeF certificate and store it with its key in Secrets Manager", run: runCertEnroll},
+			{name: "list", summary: "list the KSeF certificates of the logged-in subject", run: runCertList},
+			{name: "revoke", summary: "revoke a KSeF certificate", run: runCertRevoke},
+		}},
+		{name: "auth", summary: "authentication documents", sub: []command{
+			{name: "sign-request", summary: "write a signed AuthTokenRequest (XAdES) for an outside verifier", run: runSignRequest},
+		}},
+		{name: "permissions", summary: "grant, list and revoke permissions in a context", sub: []command{
+			{name: "grant", summary: "grant permissions to a person or an entity and wait for the operation", run: runPermissionsGrant},
+			{name: "list", summary: "list the permissions granted in the context", run: runPermissionsList},
+			{name: "revoke", summary: "revoke a granted permission and wait for the operation", run: runPermissionsRevoke},
+		}},
+		{name: "token", summary: "KSeF tokens", sub: []command{
+			{name: "generate", summary: "generate a KSeF token and store it in Secrets Manager", run: runTokenGenerate},
+			{name: "status", summary: "show a KSeF token's status", run: runTokenStatus},
+			{name: "list", summary: "list the KSeF tokens of the context", run: runTokenList},
+			{name: "revoke", summary: "revoke a KSeF token", run: runTokenRevoke},
+		}},
+		{name: "secrets", summary: "the credentials secret the pipeline reads", sub: []command{
+			{name: "put", summary: "write a KSeF token or a certificate and key into the credentials secret", run: runSecretsPut},
+			{name: "show", summary: "show the credentials secret, secrets masked", run: runSecretsShow},
+		}},
 	}
 }
 
@@ -76,23 +106,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env procE
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
-			if c := lookup(cmds, args[1]); c != nil {
-				return x.exit(c.name, c.run(ctx, x, []string{"-h"}))
+			c, name, rest := resolve(cmds, args[1:])
+			switch {
+			case c == nil:
+				fmt.Fprintf(stderr, "ksef help: unknown command %q\n\n", strings.Join(args[1:], " "))
+				printUsage(stderr, cmds)
+				return exitUsage
+			case c.sub != nil && len(rest) > 0:
+				fmt.Fprintf(stderr, "ksef help: unknown command %q\n\n", name+" "+rest[0])
+				printGroupUsage(stderr, name, c.sub)
+				return exitUsage
+			case c.sub != nil:
+				printGroupUsage(stdout, name, c.sub)
+				return exitOK
 			}
-			fmt.Fprintf(stderr, "ksef help: unknown command %q\n\n", args[1])
-			printUsage(stderr, cmds)
-			return exitUsage
+			return x.exit(name, c.run(ctx, x, []string{"-h"}))
 		}
 		printUsage(stdout, cmds)
 		return exitOK
 	}
-	c := lookup(cmds, args[0])
-	if c == nil {
+	c, name, rest := resolve(cmds, args)
+	switch {
+	case c == nil:
 		fmt.Fprintf(stderr, "ksef: unknown command %q\n\n", args[0])
 		printUsage(stderr, cmds)
 		return exitUsage
+	case c.sub != nil && len(rest) > 0 && isHelp(rest[0]):
+		printGroupUsage(stdout, name, c.sub)
+		return exitOK
+	case c.sub != nil:
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "ksef %s: unknown command %q\n\n", name, rest[0])
+		}
+		printGroupUsage(stderr, name, c.sub)
+		return exitUsage
 	}
-	return x.exit(c.name, c.run(ctx, x, args[1:]))
+	return x.exit(name, c.run(ctx, x, rest))
+}
+
+// resolve finds the command named by the first one or two words of args: a command, or a group
+// with its subcommand. It returns the command (nil if unknown), its full name ("cert enroll")
+// and the remaining arguments. For a group without a known subcommand it returns the group.
+func resolve(cmds []command, args []string) (c *command, name string, rest []string) {
+	c = lookup(cmds, args[0])
+	if c == nil {
+		return nil, "", nil
+	}
+	name, rest = c.name, args[1:]
+	if c.sub != nil && len(rest) > 0 {
+		if s := lookup(c.sub, rest[0]); s != nil {
+			return s, name + " " + s.name, rest[1:]
+		}
+	}
+	return c, name, rest
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 func lookup(cmds []command, name string) *command {
@@ -129,15 +203,44 @@ ksef works with KSeF 2.0, Poland's national e-invoicing system (Krajowy System e
 
 Commands:
 `)
+	var onboarding []string
+	width := 0
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		if c.sub == nil {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+			continue
+		}
+		for _, s := range c.sub {
+			name := c.name + " " + s.name
+			onboarding = append(onboarding, name, s.summary)
+			width = max(width, len(name))
+		}
 	}
 	fmt.Fprint(w, `  help     show this text, or a command's usage: ksef help <command>
 
+Onboarding: credentials for the pipeline, stored in AWS Secrets Manager:
+`)
+	for i := 0; i < len(onboarding); i += 2 {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, onboarding[i], onboarding[i+1])
+	}
+	fmt.Fprint(w, `
 Run 'ksef <command> -h' for a command's flags.
 
 Exit status: 0 success; 1 some invoice was not accepted; 2 usage error; 3 login or other failure.
 `)
+}
+
+// printGroupUsage lists the commands of a group.
+func printGroupUsage(w io.Writer, group string, sub []command) {
+	fmt.Fprintf(w, "Usage: ksef %s <command> [flags] [arguments]\n\nCommands:\n", group)
+	width := 0
+	for _, s := range sub {
+		width = max(width, len(s.name))
+	}
+	for _, s := range sub {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'ksef %s <command> -h' for a command's flags.\n", group)
 }
 
 // parseFlags parses args with fs, allowing flags after positional arguments ("a.xml --json");

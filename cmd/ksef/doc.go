@@ -6,6 +6,11 @@
 //	ksef <command> [flags] [arguments]
 //	ksef help [command]
 //
+// ksef send sends invoices. The other commands onboard a company: they obtain the credentials
+// the serverless pipeline logs in with (a KSeF token or, lastingly, a KSeF certificate) and
+// store them in AWS Secrets Manager in the format package pkg/secrets reads; see Onboarding
+// below.
+//
 // # ksef send
 //
 //	ksef send [--env test|demo|prod | --base-url URL] --nip NIP [--cert FILE --key FILE]
@@ -86,4 +91,139 @@
 //
 // The default environment is test, where invoices have no legal effect; --env prod sends
 // legally binding ones.
+//
+// # Onboarding
+//
+// Before the pipeline can send anything, the company authenticates with a qualified signature
+// or seal (on KSeF TEST a self-signed certificate will do), grants permissions if someone else
+// is to act for it, and obtains credentials for the pipeline. A typical run against TEST:
+//
+//	ksef cert self-signed --nip 5265877635                 # ksef-test-5265877635.crt/.key
+//	ksef login --nip 5265877635 --cert ksef-test-5265877635.crt --key ksef-test-5265877635.key
+//	ksef cert enroll --nip 5265877635 --cert ksef-test-5265877635.crt --key ksef-test-5265877635.key
+//	ksef secrets show --nip 5265877635
+//
+// After that the credentials secret ksef/5265877635/credentials holds the KSeF certificate and
+// its new key with authMethod "xades", and the pipeline logs in with them. On DEMO and
+// production the first login needs a qualified seal or signature, given as --p12 (PKCS #12,
+// password in the environment variable KSEF_P12_PASSWORD) or --cert and --key (PEM).
+//
+// Common flags of every command that logs in: --env test|demo|prod (default test) or
+// --base-url URL (an emulator); --nip NIP, the context (the company); the credentials: --cert
+// FILE --key FILE (PEM, unencrypted key), --p12 FILE, or else the KSeF token in KSEF_TOKEN;
+// --timeout D (default 5m) for the whole command; --verbose for a debug log of every HTTP
+// request. Each such command logs in (challenge, submission, status polled every second,
+// tokens redeemed), does its work and logs out again (the refresh token is revoked), also after
+// an error, --timeout or Ctrl-C. Long waits (login, permission operations, token activation,
+// certificate enrollment) show progress on stderr; waits between status calls grow 1 s, 2 s,
+// 4 s ... up to 10 s. A failure prints KSeF's HTTP status, exception codes and details, or the
+// status code, description and details of the failed operation. Tokens, keys and JWTs are never
+// printed or logged, except the token of ksef token generate --print.
+//
+// Commands that write the credentials secret (secrets put, token generate, cert enroll) take
+// --secret-id SECRET (default ksef/<NIP>/credentials) and --kms-key-id KEY (for a secret they
+// create) and use the AWS SDK's default configuration (AWS_PROFILE, AWS_REGION,
+// AWS_ENDPOINT_URL...). They read the secret before they create anything, merge the new
+// credential into it (the other fields are kept while the environment and base URL stay the
+// same; authMethod switches to the new credential), validate the result with
+// secrets.ParseCredentials, and write it as the version that follows the one read, with a
+// ClientRequestToken derived from that version: if someone changed the secret in between,
+// nothing is written. They print what was stored with every secret masked.
+//
+// # ksef cert self-signed
+//
+//	ksef cert self-signed (--nip NIP [--person] | --pesel PESEL) [--key-type rsa|ecdsa]
+//	          [--name CN] [--given-name NAME --surname NAME | --org NAME]
+//	          [--out PREFIX] [--format pem|p12] [--force]
+//
+// Makes a self-signed certificate and key shaped like a qualified one, for XAdES logins on KSeF
+// TEST only: a company seal (organizationIdentifier VATPL-<NIP>) for --nip, a person
+// (serialNumber TINPL-<NIP>) for --nip --person, a person (serialNumber PNOPL-<PESEL>) for
+// --pesel. Valid from 61 minutes ago for two years. Writes PREFIX.crt and PREFIX.key (default
+// prefix ksef-test-<NIP or PESEL>; the key with mode 0600) or PREFIX.p12 with the password in
+// KSEF_P12_PASSWORD; existing files are kept unless --force.
+//
+// # ksef login
+//
+//	ksef login [--env ... | --base-url URL] --nip NIP [--cert FILE --key FILE | --p12 FILE]
+//	          [--json] [--timeout D] [--verbose]
+//
+// Logs in, prints what KSeF recognised (authentication reference number, method, certificate
+// subject, token validity; no token) and logs out: a check that credentials work.
+//
+// # ksef auth sign-request
+//
+//	ksef auth sign-request --nip NIP --out FILE (--cert FILE --key FILE | --p12 FILE)
+//	          [--challenge C | --env ... | --base-url URL] [--fingerprint]
+//
+// Writes the AuthTokenRequest document of an XAdES login (namespace
+// http://ksef.mf.gov.pl/auth/token/2.0) for the context NIP, signed with an enveloped XAdES-BES
+// signature exactly as ksef login signs it, for an outside verifier (xmlsec1, the EU DSS) or
+// another tool. The challenge is fetched from KSeF unless --challenge gives one; --fingerprint
+// makes the signer's identity the certificate's SHA-256 fingerprint (certificateFingerprint).
+//
+// # ksef permissions grant, list, revoke
+//
+//	ksef permissions grant [login flags] (--pesel PESEL | --person-nip NIP)
+//	          --first-name NAME --last-name NAME --permission P[,P...] [--description TEXT]
+//	ksef permissions grant [login flags] --entity NIP --entity-name NAME [--can-delegate]
+//	          --permission InvoiceWrite|InvoiceRead [--description TEXT]
+//	ksef permissions list [login flags] [--mine] [--json]
+//	ksef permissions revoke [login flags] ID
+//
+// grant gives a person (by PESEL or NIP) or an entity (by NIP) permissions in the context and
+// waits for KSeF's permission operation to finish; it needs CredentialsManage (the owner has
+// it). Persons can get InvoiceWrite, InvoiceRead, CredentialsManage, CredentialsRead,
+// Introspection, SubunitManage and EnforcementOperations; entities InvoiceWrite and InvoiceRead.
+// list shows the permissions in force in the context (ID, holder, permission, state, granted
+// by, since, description) or, with --mine, the logged-in subject's own. revoke takes an ID from
+// list and waits for the operation.
+//
+// # ksef token generate, status, list, revoke
+//
+//	ksef token generate [login flags with a certificate] [--permission P[,P...]]
+//	          [--description TEXT] [--print] [--secret-id SECRET] [--kms-key-id KEY]
+//	ksef token status [login flags] [--json] REFERENCE
+//	ksef token list [login flags] [--status S[,S...]] [--json]
+//	ksef token revoke [login flags] REFERENCE
+//
+// generate makes a KSeF token (default permission InvoiceWrite, what the pipeline needs; KSeF
+// issues tokens only after a signature login), waits until it is Active, and stores it in the
+// credentials secret with authMethod "token". KSeF shows a token once: --print writes it to
+// stdout instead and stores nothing. If storing fails, the token is revoked again. KSeF tokens
+// are a legal means of authentication until 2026-12-31; prefer ksef cert enroll. status, list
+// and revoke show, list and revoke tokens of the context (revoke waits until Revoked).
+//
+// # ksef cert enroll, list, revoke
+//
+//	ksef cert enroll [login flags with a certificate] [--name NAME] [--type Authentication|Offline]
+//	          [--key-type ecdsa|rsa] [--valid-from TIME] [--out PREFIX [--force]] [--no-store]
+//	          [--secret-id SECRET] [--kms-key-id KEY]
+//	ksef cert list [login flags] [--status S] [--type T] [--json]
+//	ksef cert revoke [login flags with a certificate] [--reason R] SERIAL
+//
+// enroll obtains a KSeF certificate: certificate limits, enrollment data (the subject
+// attributes KSeF requires), a new key (ECDSA P-256 by default, or RSA 2048) and a PKCS #10
+// request with exactly those attributes, the enrollment, its status polled until the
+// certificate is issued, the download, a check that the certificate certifies the new key.
+// The certificate and key are stored in the credentials secret with authMethod "xades" (and
+// written to PREFIX.crt and PREFIX.key with --out; --no-store stores nothing and needs --out).
+// An Offline certificate (QR code II only) cannot log in: it needs --out and is never stored.
+// If storing fails and there is no --out copy, the certificate is revoked again. list shows
+// the logged-in subject's KSeF certificates; revoke revokes one (Unspecified, Superseded or
+// KeyCompromise).
+//
+// # ksef secrets put, show
+//
+//	ksef secrets put --nip NIP (--token-from-env | --cert FILE --key FILE | --p12 FILE)
+//	          [--env ... | --base-url URL] [--secret-id SECRET] [--kms-key-id KEY] [--check] [--replace]
+//	ksef secrets show --nip NIP [--secret-id SECRET] [--json]
+//
+// put writes credentials obtained elsewhere into the credentials secret: the KSeF token in
+// KSEF_TOKEN (authMethod "token") or a certificate and key (authMethod "xades"; the key is
+// stored unencrypted as PKCS #8, a chain from the file follows the certificate). --check logs
+// in with them first and stores nothing if that fails; --replace ignores the secret's current
+// content. show prints the secret with the token masked to the first four characters of its
+// reference part, the certificate as subject, issuer, serial number, validity and fingerprint,
+// the key as its type, and whether the pipeline accepts the secret.
 package main

@@ -32,6 +32,7 @@ type credentials struct {
 	token ksef.Secret
 	cert  *x509.Certificate
 	key   crypto.Signer
+	chain []*x509.Certificate // the issuers of cert that came with it (PKCS #12), if any
 }
 
 // method names the login method for progress messages.
@@ -88,6 +89,23 @@ func (p *pacer) sleep(ctx context.Context, d time.Duration) error {
 // login authenticates in the context of nip: challenge, KSeF token or XAdES signature, status
 // polled every second for at most authPollTimeout, then the tokens redeemed.
 func login(ctx context.Context, c *ksef.Client, nip string, cred *credentials, p *pacer, progressf func(string, ...any)) (*ksef.AuthTokens, error) {
+	r, err := authenticate(ctx, c, nip, cred, p, progressf)
+	if err != nil {
+		return nil, err
+	}
+	return r.tokens, nil
+}
+
+// loginResult is a finished login: the authentication operation, its final status (with the
+// method KSeF recognised) and the redeemed tokens.
+type loginResult struct {
+	referenceNumber string
+	status          *ksef.AuthStatus
+	tokens          *ksef.AuthTokens
+}
+
+// authenticate is login, returning the authentication's reference number and final status too.
+func authenticate(ctx context.Context, c *ksef.Client, nip string, cred *credentials, p *pacer, progressf func(string, ...any)) (*loginResult, error) {
 	var init *ksef.AuthInit
 	var err error
 	if cred.cert != nil {
@@ -115,7 +133,7 @@ func login(ctx context.Context, c *ksef.Client, nip string, cred *credentials, p
 				return nil, fmt.Errorf("redeem tokens of authentication %s: %w", init.ReferenceNumber, err)
 			}
 			progressf("logged in (authentication %s)", init.ReferenceNumber)
-			return tokens, nil
+			return &loginResult{referenceNumber: init.ReferenceNumber, status: st, tokens: tokens}, nil
 		case code > 200:
 			return nil, fmt.Errorf("authentication %s failed: %s", init.ReferenceNumber, describeStatus(st.Status))
 		}
