@@ -6,13 +6,14 @@ GO    ?= go
 BIN   := $(CURDIR)/bin
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 
-FUNCTIONS := challenge send poll
-# The functions' logical ids in template.yaml: ChallengeFunction, SendFunction, PollFunction.
+FUNCTIONS := challenge send poll ingest api
+# The functions' logical ids in template.yaml: ChallengeFunction, SendFunction, PollFunction,
+# IngestFunction.
 LAMBDA_LDFLAGS := -s -w
 lambda_build = CGO_ENABLED=0 GOOS=linux GOARCH=$(2) $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LAMBDA_LDFLAGS)' -o $(3) ./functions/$(1)
 
 .PHONY: all test fmt-check vet lint unit templates demo build build-local tools npm clean \
-	build-ChallengeFunction build-SendFunction build-PollFunction
+	build-ChallengeFunction build-SendFunction build-PollFunction build-IngestFunction build-ApiFunction
 
 all: test
 
@@ -46,6 +47,10 @@ build-SendFunction:
 	$(call lambda_build,send,arm64,$(ARTIFACTS_DIR)/bootstrap)
 build-PollFunction:
 	$(call lambda_build,poll,arm64,$(ARTIFACTS_DIR)/bootstrap)
+build-ApiFunction:
+	$(call lambda_build,api,arm64,$(ARTIFACTS_DIR)/bootstrap)
+build-IngestFunction:
+	$(call lambda_build,ingest,arm64,$(ARTIFACTS_DIR)/bootstrap)
 
 # The deployable arm64 bootstraps, without SAM: bin/arm64/<function>/bootstrap.
 build:

@@ -11,7 +11,7 @@
 //
 // Job:    {definitionPath, substitutions: {ChallengeFunctionArn: "arn:aws:lambda:...", ...}, input,
 //          waitTimeOverrideMs?, retryIntervalOverrideMs?, timeoutMs?, lambdaEndpoint?,
-//          stateMachineName?, id?}
+//          stateMachineName?, executionName? ($$.Execution.Name; a random UUID if absent), id?}
 // Result: {status: "SUCCEEDED"|"FAILED"|"TIMED_OUT"|"ABORTED"|"ERROR", output, error, cause,
 //          stateTransitions, states: [names entered, in order], retries, caught, waits, durationMs}
 //
@@ -215,7 +215,7 @@ async function runJob(job) {
     if (job.retryIntervalOverrideMs !== undefined && job.retryIntervalOverrideMs !== null) {
       overrides.retryIntervalOverrides = Object.fromEntries(m.retryable.map((n) => [n, job.retryIntervalOverrideMs]));
     }
-    const execName = randomUUID();
+    const execName = typeof job.executionName === 'string' && job.executionName ? job.executionName : randomUUID();
     const smArn = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${m.name}`;
     const execution = m.machine.run(job.input === undefined ? {} : job.input, {
       overrides,

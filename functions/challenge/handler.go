@@ -95,6 +95,17 @@ func (h *handler) handle(ctx context.Context, in flow.ChallengeInput) (flow.Auth
 	if err != nil {
 		return flow.AuthState{}, fmt.Errorf("read session state: %w", err)
 	}
+	if st.AccessToken.Token != "" {
+		// Tokens stored since AccessToken looked: another execution has just redeemed the login
+		// (and cleared it from the state). The fresh read is in the Store's memory now.
+		_, err := h.store.AccessToken(ctx, in.NIP, client)
+		if err == nil {
+			return ready, nil
+		}
+		if !errors.Is(err, secrets.ErrLoginRequired) {
+			return flow.AuthState{}, fmt.Errorf("reuse or refresh access token: %w", err)
+		}
+	}
 	now := h.now()
 	if p := st.PendingAuth; p != nil && !h.stale(p, now) {
 		if p.ReferenceNumber == "" {

@@ -71,6 +71,9 @@ type fakeSM struct {
 	versions map[string]map[string]string // name -> VersionId -> SecretString
 	current  map[string]string            // name -> VersionId labelled AWSCURRENT
 	external int
+	// beforeGet, if set, runs before each GetSecretValue, outside the lock: another execution
+	// may write in between two reads of the handler.
+	beforeGet func(name string)
 }
 
 var _ secrets.API = (*fakeSM)(nil)
@@ -80,6 +83,9 @@ func newFakeSM() *fakeSM {
 }
 
 func (f *fakeSM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if f.beforeGet != nil {
+		f.beforeGet(aws.ToString(in.SecretId))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	name := aws.ToString(in.SecretId)
@@ -783,4 +789,49 @@ func TestHandleBurstOneLogin(t *testing.T) {
 			t.Errorf("execution %d after the redeem called KSeF: %v", i, calls)
 		}
 	}
+}
+
+// TestHandleTokensSavedDuringTheCall: this execution finds no tokens, and before it reads the
+// state again another execution redeems the login it was polling and stores the tokens (which
+// clears the pending login). It must be ready with those tokens, not start a second login.
+func TestHandleTokensSavedDuringTheCall(t *testing.T) {
+	e := newEnv(t, secrets.AuthToken)
+	e.sm.set(t, stateSecret, &secrets.State{PendingAuth: &secrets.PendingAuth{
+		ReferenceNumber:     otherRef,
+		AuthenticationToken: ksef.Token{Token: authToken, ValidUntil: t0.Add(9 * time.Minute)},
+		StartedAt:           t0.Add(-3 * time.Second),
+		Method:              secrets.AuthToken,
+	}})
+	other := secrets.New(e.sm, secrets.WithClock(func() time.Time { return t0 }))
+	reads, saved := 0, false
+	e.sm.beforeGet = func(name string) {
+		if name != stateSecret || saved {
+			return
+		}
+		if reads++; reads == 2 {
+			saved = true
+			if _, err := other.SaveTokens(t.Context(), nip, ksef.AuthTokens{
+				AccessToken:  ksef.Token{Token: redeemed, ValidUntil: t0.Add(15 * time.Minute)},
+				RefreshToken: ksef.Token{Token: redeemedRenew, ValidUntil: t0.Add(7 * 24 * time.Hour)},
+			}); err != nil {
+				t.Errorf("other execution: %v", err)
+			}
+		}
+	}
+
+	got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip, Attempt: 2, StatusCode: 200})
+
+	if err != nil || got != (flow.AuthState{Ready: true, Attempt: 2, StatusCode: 200}) {
+		t.Errorf("Handle = %+v, %v; want ready", got, err)
+	}
+	if !saved {
+		t.Fatal("the other execution never saved its tokens: the handler read the state fewer than twice")
+	}
+	if len(e.ksef.calls) != 0 {
+		t.Errorf("KSeF calls %v, want none: the other execution's login is done", e.ksef.calls)
+	}
+	if st := e.sm.state(t); st.PendingAuth != nil || st.AccessToken.Token != redeemed {
+		t.Errorf("stored state: pending %+v, the redeemed token kept %t; want no pending login and the redeemed token", st.PendingAuth, st.AccessToken.Token == redeemed)
+	}
+	assertNoSecrets(t, e, got, err)
 }

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
 )
@@ -25,6 +27,7 @@ type objectPutter interface {
 // store is the part of the secrets store the handler uses.
 type store interface {
 	AccessToken(ctx context.Context, nip string, r secrets.Refresher) (ksef.Secret, error)
+	DropAccessToken(ctx context.Context, nip string) error
 	LatestState(ctx context.Context, nip string) (*secrets.State, error)
 	Update(ctx context.Context, nip string, fn func(*secrets.State) error) (*secrets.State, error)
 }
@@ -45,6 +48,8 @@ type handler struct {
 	objects      objectPutter
 	store        store
 	clients      clientFor
+	ledger       ledgerWriter   // nil: no ledger (LEDGER_TABLE unset)
+	events       eventPublisher // nil: no events (EVENT_BUS_NAME unset)
 	bucket       string
 	resultPrefix string
 	now          func() time.Time
@@ -158,6 +163,9 @@ func (h *handler) pollInvoice(ctx context.Context, in flow.PollInput) (flow.Poll
 		return out, flow.AuthFailure("poll", "load credentials", err)
 	}
 	st, err := client.InvoiceStatus(ctx, sub.SessionReferenceNumber, sub.InvoiceReferenceNumber)
+	if errors.Is(err, ksef.ErrUnauthorized) {
+		return out, h.refused(ctx, in.NIP, err)
+	}
 	if err != nil {
 		return out, fmt.Errorf("invoice status: %w", err)
 	}
@@ -185,6 +193,9 @@ func (h *handler) accepted(ctx context.Context, in flow.PollInput, client status
 		out.WaitSeconds = 2 // accepted, the UPO is being generated
 		return out, nil
 	}
+	if errors.Is(err, ksef.ErrUnauthorized) {
+		return out, h.refused(ctx, in.NIP, err)
+	}
 	if err != nil {
 		return out, fmt.Errorf("download UPO: %w", err)
 	}
@@ -199,11 +210,33 @@ func (h *handler) accepted(ctx context.Context, in flow.PollInput, client status
 	if err := h.putJSON(ctx, resultKey, res); err != nil {
 		return out, err
 	}
+	ch := change(in, ledger.StatusAccepted)
+	ch.KSeFNumber, ch.AcquisitionDate, ch.ResultKey, ch.UPOKey = st.KSeFNumber, st.AcquisitionDate, resultKey, upoKey
+	if err := h.record(ctx, in, ch); err != nil {
+		return out, err
+	}
 	h.log.InfoContext(ctx, "invoice accepted", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
 		slog.String("ksefNumber", st.KSeFNumber), slog.String("upoKey", upoKey))
 	out.Outcome, out.KSeFNumber, out.AcquisitionDate, out.ResultKey, out.UPOKey = flow.OutcomeAccepted, st.KSeFNumber, st.AcquisitionDate, resultKey, upoKey
 	out.WaitSeconds = 0
 	return out, nil
+}
+
+// refused handles KSeF refusing the access token of a status or UPO call: KSeF can end a token
+// before its validUntil (its authentication revoked, or expired by KSeF's clock first), while
+// this execution environment would keep using it from memory. The token is dropped (here and in
+// the state secret, unless already replaced) and the state machine retries the poll, which then
+// gets a refreshed token. Going back to authentication is not an option for a poll: that path
+// sends the invoice again.
+func (h *handler) refused(ctx context.Context, nip string, err error) error {
+	if derr := h.store.DropAccessToken(ctx, nip); derr != nil {
+		h.log.WarnContext(ctx, "could not drop refused access token", slog.String("nip", nip), slog.String("error", derr.Error()))
+	}
+	return &flow.RetryableError{Reason: flow.Reason{
+		Stage:   "poll",
+		Message: "KSeF refused the access token; polling again with a renewed one",
+		Code:    http.StatusUnauthorized,
+	}, Err: err}
 }
 
 // duplicate reconciles a 440: KSeF already holds an invoice with this seller, type and number,
@@ -234,6 +267,11 @@ func (h *handler) duplicate(ctx context.Context, in flow.PollInput, client statu
 	}
 	resultKey := h.key(in.Invoice, ".result.json")
 	if err := h.putJSON(ctx, resultKey, res); err != nil {
+		return out, err
+	}
+	ch := change(in, ledger.StatusAccepted)
+	ch.KSeFNumber, ch.Reconciled, ch.ResultKey, ch.UPOKey = origKSeF, true, resultKey, out.UPOKey
+	if err := h.record(ctx, in, ch); err != nil {
 		return out, err
 	}
 	h.log.InfoContext(ctx, "duplicate invoice reconciled", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
@@ -285,6 +323,11 @@ func (h *handler) recordFailure(ctx context.Context, in flow.PollInput) (flow.Po
 	}
 	key := h.key(in.Invoice, ".error.json")
 	if err := h.putJSON(ctx, key, rep); err != nil {
+		return out, err
+	}
+	ch := change(in, ledger.Status(status))
+	ch.Reason, ch.ResultKey = ledger.ReasonFrom(rep.Reason), key
+	if err := h.record(ctx, in, ch); err != nil {
 		return out, err
 	}
 	h.log.InfoContext(ctx, "failure recorded", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),

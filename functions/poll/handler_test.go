@@ -814,6 +814,73 @@ func TestHandleInvoiceFinal(t *testing.T) {
 	}
 }
 
+// TestHandleInvoiceRefusedAccessToken: KSeF refuses an access token that is valid by the
+// function's clock (its authentication revoked, or expired by KSeF's clock first). The poll drops
+// it, so that the retry the state machine makes refreshes it, and keeps a token that another
+// execution has already put in its place.
+func TestHandleInvoiceRefusedAccessToken(t *testing.T) {
+	tokens := secrets.State{
+		AccessToken:  ksef.Token{Token: accessToken, ValidUntil: t0.Add(10 * time.Minute)},
+		RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(7 * 24 * time.Hour)},
+	}
+	const replacement = "SECRET-access-token-replacement-77e1"
+	tests := []struct {
+		name       string
+		upo        bool   // the status call succeeds and the UPO call is refused
+		replacedBy string // access token stored by another execution before the drop
+		wantCalls  []string
+		wantAccess ksef.Secret
+	}{
+		{"status refused: token dropped", false, "", []string{"InvoiceStatus"}, ""},
+		{"UPO refused: token dropped", true, "", []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"}, ""},
+		{"already replaced elsewhere: replacement kept", false, replacement, []string{"InvoiceStatus"}, replacement},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.sm.set(t, stateSecret, tokens)
+			// The client takes its token from the store, as the real one does.
+			if tok, err := e.h.store.AccessToken(t.Context(), nip, e.ksef); err != nil || tok != accessToken {
+				t.Fatalf("AccessToken: %v", err)
+			}
+			refused := func() error {
+				if tt.replacedBy != "" {
+					other := tokens
+					other.AccessToken.Token = ksef.Secret(tt.replacedBy)
+					e.sm.set(t, stateSecret, other)
+				}
+				return apiError("InvoiceStatus", 401, 0)
+			}
+			e.ksef.invoiceStatus = func(string, string) (*ksef.InvoiceStatus, error) {
+				if tt.upo {
+					return &ksef.InvoiceStatus{KSeFNumber: ksefNumber, Status: ksef.Status{Code: 200, Description: "Sukces"}}, nil
+				}
+				return nil, refused()
+			}
+			e.ksef.upoByNumber = func(string, string) (*ksef.Document, error) { return nil, refused() }
+			in := flow.PollInput{Kind: flow.PollInvoice, NIP: nip, Invoice: flow.S3Object{Bucket: bucket, Key: key}, Submission: submission(), Attempt: 2}
+
+			out, err := e.h.Handle(t.Context(), in)
+
+			checkError(t, err, "RetryableError", "poll", 401)
+			if !slices.Equal(e.ksef.calls, tt.wantCalls) {
+				t.Errorf("KSeF calls %v, want %v", e.ksef.calls, tt.wantCalls)
+			}
+			st := e.sm.state(t)
+			if st.AccessToken.Token != tt.wantAccess {
+				t.Errorf("stored access token is not %s", map[bool]string{true: "empty (dropped)", false: "the replacement"}[tt.wantAccess == ""])
+			}
+			if st.RefreshToken.Token != refreshToken {
+				t.Error("the refresh token was dropped with the access token")
+			}
+			if len(e.s3.puts) != 0 {
+				t.Errorf("a refused poll wrote %v", e.s3.keys())
+			}
+			assertNoSecrets(t, e, out, err)
+		})
+	}
+}
+
 func TestHandleInvoiceWithoutSubmission(t *testing.T) {
 	e := newEnv(t)
 	// RecordFailure and a broken execution input can both pass the Init state's empty submission.

@@ -38,5 +38,11 @@ func main() {
 		now:          time.Now,
 		log:          log,
 	}
+	if env.Ledger != nil {
+		h.ledger = env.Ledger
+	}
+	if env.Events != nil {
+		h.events = env.Events
+	}
 	lambda.Start(h.Handle)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
 )
@@ -38,6 +39,7 @@ type objectGetter interface {
 type store interface {
 	State(ctx context.Context, nip string) (*secrets.State, error)
 	Update(ctx context.Context, nip string, fn func(*secrets.State) error) (*secrets.State, error)
+	DropAccessToken(ctx context.Context, nip string) error
 }
 
 // sessionClient is the part of the KSeF client the handler uses. Its business calls take the
@@ -50,10 +52,16 @@ type sessionClient interface {
 
 type clientFor func(ctx context.Context, nip string) (sessionClient, error)
 
+// ledgerWriter records the submission in the invoice ledger.
+type ledgerWriter interface {
+	Transition(ctx context.Context, id string, ch ledger.Change) (*ledger.Invoice, bool, error)
+}
+
 type handler struct {
 	objects objectGetter
 	store   store
 	clients clientFor
+	ledger  ledgerWriter // nil: no ledger (LEDGER_TABLE unset)
 	bucket  string
 	now     func() time.Time
 	log     *slog.Logger
@@ -73,7 +81,34 @@ func (h *handler) Handle(ctx context.Context, in flow.SendInput) (flow.Submissio
 	h.log.InfoContext(ctx, "invoice sent", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
 		slog.String("sessionReferenceNumber", out.SessionReferenceNumber),
 		slog.String("invoiceReferenceNumber", out.InvoiceReferenceNumber), slog.String("invoiceNumber", out.InvoiceNumber))
+	h.recordSubmission(ctx, in, out)
 	return out, nil
+}
+
+// recordSubmission marks the invoice submitted in the ledger, with its reference numbers. It is
+// best effort: the invoice is in KSeF now, and failing here would make the state machine send it
+// again; the poll step records the same facts with the outcome.
+func (h *handler) recordSubmission(ctx context.Context, in flow.SendInput, out flow.Submission) {
+	if h.ledger == nil {
+		return
+	}
+	id := ledger.IDFor(in.ExecutionName, in.Invoice)
+	inv, changed, err := h.ledger.Transition(ctx, id, ledger.Change{
+		Status:                 ledger.StatusSubmitted,
+		NIP:                    in.NIP,
+		Object:                 in.Invoice,
+		ExecutionName:          in.ExecutionName,
+		InvoiceHash:            out.InvoiceHash,
+		InvoiceNumber:          out.InvoiceNumber,
+		SessionReferenceNumber: out.SessionReferenceNumber,
+		InvoiceReferenceNumber: out.InvoiceReferenceNumber,
+	})
+	switch {
+	case err != nil:
+		h.log.WarnContext(ctx, "could not record the submission in the ledger", slog.String("invoiceId", id), slog.String("error", err.Error()))
+	case !changed:
+		h.log.WarnContext(ctx, "ledger keeps the invoice's status", slog.String("invoiceId", id), slog.String("status", string(inv.Status)))
+	}
 }
 
 func (h *handler) handle(ctx context.Context, in flow.SendInput) (flow.Submission, error) {
@@ -224,17 +259,11 @@ func (h *handler) closeSession(ctx context.Context, client sessionClient, ref, w
 	h.log.InfoContext(ctx, "online session closed", slog.String("sessionReferenceNumber", ref), slog.String("reason", why))
 }
 
-// forgetAccessToken drops the stored access token that KSeF refused, keeping the refresh token,
-// so that the challenge step refreshes it. Best effort.
+// forgetAccessToken drops the access token that KSeF refused, keeping the refresh token, so that
+// it is refreshed before the next call; a token that another execution has already put in its
+// place stays. Best effort.
 func (h *handler) forgetAccessToken(ctx context.Context, nip string) {
-	_, err := h.store.Update(ctx, nip, func(st *secrets.State) error {
-		if st.AccessToken.Token == "" {
-			return secrets.ErrNoChange
-		}
-		st.AccessToken = ksef.Token{}
-		return nil
-	})
-	if err != nil {
+	if err := h.store.DropAccessToken(ctx, nip); err != nil {
 		h.log.WarnContext(ctx, "could not drop refused access token", slog.String("nip", nip), slog.String("error", err.Error()))
 	}
 }

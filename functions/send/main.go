@@ -36,5 +36,8 @@ func main() {
 		now:    time.Now,
 		log:    log,
 	}
+	if env.Ledger != nil {
+		h.ledger = env.Ledger
+	}
 	lambda.Start(h.Handle)
 }

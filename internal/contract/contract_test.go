@@ -522,8 +522,7 @@ func TestSubstitutions(t *testing.T) {
 			t.Errorf("the definition uses ${%s}, which is not in the state machine's DefinitionSubstitutions", name)
 		}
 	}
-	makefile := string(readRepoFile(t, "Makefile"))
-	policies, _ := get(sm, "Properties", "Policies").([]any)
+	invokable := invokablePolicies(sm)
 	referenced := map[string]bool{}
 	for _, name := range sortedKeys(subs) {
 		if !used[name] {
@@ -535,63 +534,213 @@ func TestSubstitutions(t *testing.T) {
 			continue
 		}
 		referenced[id] = true
-		res, _ := get(tpl, "Resources", id).(map[string]any)
-		switch {
-		case res == nil:
+		if res, _ := get(tpl, "Resources", id).(map[string]any); res == nil {
 			t.Errorf("substitution %s refers to %s, which is not a resource of the template", name, id)
 			continue
-		case get(res, "Type") != "AWS::Serverless::Function":
-			t.Errorf("%s is a %v, want an AWS::Serverless::Function", id, get(res, "Type"))
-		case get(res, "Metadata", "BuildMethod") != "makefile":
-			t.Errorf("%s: Metadata.BuildMethod is %v, want makefile", id, get(res, "Metadata", "BuildMethod"))
-		case get(res, "Properties", "CodeUri") != ".":
-			t.Errorf("%s: CodeUri is %v, want . (the Makefile at the root builds it)", id, get(res, "Properties", "CodeUri"))
 		}
-		for prop, want := range map[string]string{"Runtime": "provided.al2023", "Handler": "bootstrap"} {
-			got := get(res, "Properties", prop)
-			if got == nil {
-				got = get(tpl, "Globals", "Function", prop)
-			}
-			if got != want {
-				t.Errorf("%s: %s is %v, want %s", id, prop, got, want)
-			}
+		if get(tpl, "Resources", id, "Type") != "AWS::Serverless::Function" {
+			t.Errorf("%s is a %v, want an AWS::Serverless::Function", id, get(tpl, "Resources", id, "Type"))
 		}
-		dir, ok := strings.CutSuffix(id, "Function")
-		if !ok {
-			t.Errorf("%s: a function's logical id must be <Name>Function", id)
-			continue
-		}
-		dir = strings.ToLower(dir)
-		for _, f := range []string{"main.go", "handler.go"} {
-			if _, err := os.Stat(filepath.Join(repoRoot, "functions", dir, f)); err != nil {
-				t.Errorf("%s: functions/%s/%s: %v", id, dir, f, err)
-			}
-		}
-		recipe := regexp.MustCompile(`(?m)^build-` + regexp.QuoteMeta(id) + `:.*\n\t(.*)$`).FindStringSubmatch(makefile)
-		switch {
-		case recipe == nil:
-			t.Errorf("Makefile has no build-%s target (sam build runs it for BuildMethod makefile)", id)
-		case !regexp.MustCompile(`(functions/|,)`+dir+`\b`).MatchString(recipe[1]) || !strings.Contains(recipe[1], "$(ARTIFACTS_DIR)/bootstrap"):
-			t.Errorf("Makefile build-%s runs %q, want it to build functions/%s into $(ARTIFACTS_DIR)/bootstrap", id, recipe[1], dir)
-		}
-		invokable := false
-		for _, p := range policies {
-			if ref, ok := get(p, "LambdaInvokePolicy", "FunctionName").(cfnTag); ok && ref.Tag == "!Ref" && ref.Value == id {
-				invokable = true
-			}
-		}
-		if !invokable {
+		if !invokable[id] {
 			t.Errorf("the state machine has no LambdaInvokePolicy for %s", id)
 		}
 	}
-	resources, _ := tpl["Resources"].(map[string]any)
-	for _, id := range sortedKeys(resources) {
-		if get(resources[id], "Type") == "AWS::Serverless::Function" && !referenced[id] {
-			t.Errorf("function %s is not invoked by the state machine", id)
+	for id := range invokable {
+		if !referenced[id] {
+			t.Errorf("the state machine may invoke %s, which its definition does not use (least privilege)", id)
 		}
 	}
 	if len(subs) == 0 {
 		t.Error("no DefinitionSubstitutions: nothing checked")
+	}
+}
+
+// invokablePolicies returns the functions the state machine has a LambdaInvokePolicy for.
+func invokablePolicies(sm map[string]any) map[string]bool {
+	out := map[string]bool{}
+	policies, _ := get(sm, "Properties", "Policies").([]any)
+	for _, p := range policies {
+		if ref, ok := get(p, "LambdaInvokePolicy", "FunctionName").(cfnTag); ok && ref.Tag == "!Ref" {
+			out[ref.Value] = true
+		}
+	}
+	return out
+}
+
+// TestFunctions checks every function of the template: it is built by the Makefile from
+// functions/<name> as the definition's functions are, and something invokes it: the state
+// machine (its definition) or, for an entry point, an EventBridge rule target with a Lambda
+// permission for the rule, or a SAM event source.
+func TestFunctions(t *testing.T) {
+	tpl := repoTemplate(t)
+	sm := stateMachine(t, tpl)
+	subs, _ := get(sm, "Properties", "DefinitionSubstitutions").(map[string]any)
+	inDefinition := map[string]bool{}
+	for _, v := range subs {
+		if id, ok := getAttArn(v); ok {
+			inDefinition[id] = true
+		}
+	}
+	makefile := string(readRepoFile(t, "Makefile"))
+	resources, _ := tpl["Resources"].(map[string]any)
+	checked := 0
+	for _, id := range sortedKeys(resources) {
+		res, _ := resources[id].(map[string]any)
+		if get(res, "Type") != "AWS::Serverless::Function" {
+			continue
+		}
+		checked++
+		checkFunctionBuild(t, tpl, id, res, makefile)
+		if inDefinition[id] {
+			continue
+		}
+		if err := entryPoint(resources, id); err != nil {
+			t.Errorf("function %s is not invoked by the state machine and %v", id, err)
+		}
+	}
+	if checked < len(inDefinition) || checked == 0 {
+		t.Errorf("%d functions checked", checked)
+	}
+}
+
+func checkFunctionBuild(t *testing.T, tpl map[string]any, id string, res map[string]any, makefile string) {
+	t.Helper()
+	switch {
+	case get(res, "Metadata", "BuildMethod") != "makefile":
+		t.Errorf("%s: Metadata.BuildMethod is %v, want makefile", id, get(res, "Metadata", "BuildMethod"))
+	case get(res, "Properties", "CodeUri") != ".":
+		t.Errorf("%s: CodeUri is %v, want . (the Makefile at the root builds it)", id, get(res, "Properties", "CodeUri"))
+	}
+	for prop, want := range map[string]string{"Runtime": "provided.al2023", "Handler": "bootstrap"} {
+		got := get(res, "Properties", prop)
+		if got == nil {
+			got = get(tpl, "Globals", "Function", prop)
+		}
+		if got != want {
+			t.Errorf("%s: %s is %v, want %s", id, prop, got, want)
+		}
+	}
+	dir, ok := strings.CutSuffix(id, "Function")
+	if !ok {
+		t.Errorf("%s: a function's logical id must be <Name>Function", id)
+		return
+	}
+	dir = strings.ToLower(dir)
+	for _, f := range []string{"main.go", "handler.go"} {
+		if _, err := os.Stat(filepath.Join(repoRoot, "functions", dir, f)); err != nil {
+			t.Errorf("%s: functions/%s/%s: %v", id, dir, f, err)
+		}
+	}
+	recipe := regexp.MustCompile(`(?m)^build-` + regexp.QuoteMeta(id) + `:.*\n\t(.*)$`).FindStringSubmatch(makefile)
+	switch {
+	case recipe == nil:
+		t.Errorf("Makefile has no build-%s target (sam build runs it for BuildMethod makefile)", id)
+	case !regexp.MustCompile(`(functions/|,)`+dir+`\b`).MatchString(recipe[1]) || !strings.Contains(recipe[1], "$(ARTIFACTS_DIR)/bootstrap"):
+		t.Errorf("Makefile build-%s runs %q, want it to build functions/%s into $(ARTIFACTS_DIR)/bootstrap", id, recipe[1], dir)
+	}
+	if !regexp.MustCompile(`(?m)^FUNCTIONS\s*:?=.*\b` + dir + `\b`).MatchString(makefile) {
+		t.Errorf("Makefile FUNCTIONS lacks %s (make build and build-local build every function)", dir)
+	}
+}
+
+// entryPoint says why the function is not an entry point, or nil if it is one: a SAM event
+// source (Events), or the target of an AWS::Events::Rule with an AWS::Lambda::Permission that
+// lets events.amazonaws.com invoke it for that rule. Events must not be lost: such a target has
+// a retry policy and a dead-letter queue, and the function (invoked asynchronously) an
+// on-failure destination.
+func entryPoint(resources map[string]any, id string) error {
+	if events, _ := get(resources[id], "Properties", "Events").(map[string]any); len(events) > 0 {
+		return nil
+	}
+	found := false
+	for _, rid := range sortedKeys(resources) {
+		if get(resources[rid], "Type") != "AWS::Events::Rule" {
+			continue
+		}
+		targets, _ := get(resources[rid], "Properties", "Targets").([]any)
+		for _, tg := range targets {
+			if fn, ok := getAttArn(get(tg, "Arn")); !ok || fn != id {
+				continue
+			}
+			found = true
+			if _, ok := getAttArn(get(tg, "DeadLetterConfig", "Arn")); !ok {
+				return fmt.Errorf("rule %s targets it without a DeadLetterConfig", rid)
+			}
+			if get(tg, "RetryPolicy") == nil {
+				return fmt.Errorf("rule %s targets it without a RetryPolicy", rid)
+			}
+			if !permitted(resources, id, rid) {
+				return fmt.Errorf("rule %s targets it without an AWS::Lambda::Permission for events.amazonaws.com from that rule", rid)
+			}
+		}
+	}
+	if !found {
+		return errors.New("no event source or EventBridge rule targets it")
+	}
+	if get(resources[id], "Properties", "EventInvokeConfig", "DestinationConfig", "OnFailure", "Destination") == nil {
+		return errors.New("it is invoked asynchronously without an EventInvokeConfig on-failure destination")
+	}
+	return nil
+}
+
+func permitted(resources map[string]any, fn, rule string) bool {
+	for _, pid := range sortedKeys(resources) {
+		p := resources[pid]
+		if get(p, "Type") != "AWS::Lambda::Permission" || get(p, "Properties", "Principal") != "events.amazonaws.com" {
+			continue
+		}
+		name, _ := get(p, "Properties", "FunctionName").(cfnTag)
+		src, _ := getAttArn(get(p, "Properties", "SourceArn"))
+		if name.Tag == "!Ref" && name.Value == fn && src == rule {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEntryPoint(t *testing.T) {
+	fn := func(extra map[string]any) map[string]any {
+		props := map[string]any{"EventInvokeConfig": map[string]any{"DestinationConfig": map[string]any{"OnFailure": map[string]any{"Destination": cfnTag{"!GetAtt", "Q.Arn"}}}}}
+		for k, v := range extra {
+			props[k] = v
+		}
+		return map[string]any{"Type": "AWS::Serverless::Function", "Properties": props}
+	}
+	rule := func(target map[string]any) map[string]any {
+		return map[string]any{"Type": "AWS::Events::Rule", "Properties": map[string]any{"Targets": []any{target}}}
+	}
+	goodTarget := map[string]any{"Arn": cfnTag{"!GetAtt", "F.Arn"}, "RetryPolicy": map[string]any{}, "DeadLetterConfig": map[string]any{"Arn": cfnTag{"!GetAtt", "Q.Arn"}}}
+	perm := map[string]any{"Type": "AWS::Lambda::Permission", "Properties": map[string]any{
+		"FunctionName": cfnTag{"!Ref", "F"}, "Principal": "events.amazonaws.com", "SourceArn": cfnTag{"!GetAtt", "R.Arn"}}}
+	without := func(m map[string]any, k string) map[string]any {
+		c := map[string]any{}
+		for kk, v := range m {
+			if kk != k {
+				c[kk] = v
+			}
+		}
+		return c
+	}
+	for _, tt := range []struct {
+		name      string
+		resources map[string]any
+		want      string // "" for an entry point
+	}{
+		{"rule, permission, DLQ", map[string]any{"F": fn(nil), "R": rule(goodTarget), "P": perm}, ""},
+		{"SAM event source", map[string]any{"F": fn(map[string]any{"Events": map[string]any{"Api": map[string]any{"Type": "HttpApi"}}})}, ""},
+		{"nothing invokes it", map[string]any{"F": fn(nil)}, "no event source"},
+		{"no permission", map[string]any{"F": fn(nil), "R": rule(goodTarget)}, "without an AWS::Lambda::Permission"},
+		{"no dead-letter queue", map[string]any{"F": fn(nil), "R": rule(without(goodTarget, "DeadLetterConfig")), "P": perm}, "without a DeadLetterConfig"},
+		{"no retry policy", map[string]any{"F": fn(nil), "R": rule(without(goodTarget, "RetryPolicy")), "P": perm}, "without a RetryPolicy"},
+		{"no on-failure destination", map[string]any{"F": map[string]any{"Type": "AWS::Serverless::Function"}, "R": rule(goodTarget), "P": perm}, "on-failure destination"},
+	} {
+		err := entryPoint(tt.resources, "F")
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v, want an entry point", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.want)
+		}
 	}
 }
 

@@ -46,6 +46,9 @@ type AuthState struct {
 type SendInput struct {
 	NIP     string   `json:"nip"`
 	Invoice S3Object `json:"invoice"`
+	// ExecutionName is the execution's name ($$.Execution.Name), which the entry points set to
+	// the invoice's id in the ledger.
+	ExecutionName string `json:"executionName,omitempty"`
 }
 
 // Submission is the output of the send function: where the invoice went in KSeF.
@@ -76,6 +79,9 @@ type PollInput struct {
 	Submission      *Submission `json:"submission,omitempty"`      // kind invoice, and failure when known
 	Attempt         int         `json:"attempt"`
 	Error           *TaskError  `json:"error,omitempty"` // kind failure: the caught error
+	// ExecutionName is the execution's name (kinds invoice and failure), the invoice's id in the
+	// ledger when an entry point started the execution.
+	ExecutionName string `json:"executionName,omitempty"`
 }
 
 // Outcomes of a poll.

@@ -1,6 +1,7 @@
 // Package lambdaenv builds what every Lambda handler's main needs, once per container: the
 // configuration read from environment variables, the JSON logger, the AWS SDK clients, the
-// Secrets Manager store, and one KSeF client per NIP configured from that NIP's credentials.
+// Secrets Manager store, one KSeF client per NIP configured from that NIP's credentials, and the
+// invoice ledger and event publisher when they are configured.
 package lambdaenv
 
 import (
@@ -15,9 +16,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
 )
@@ -32,6 +37,13 @@ type Config struct {
 	Bucket            string           // INVOICE_BUCKET: the only bucket invoices are read from and results written to
 	ResultPrefix      string           // RESULT_PREFIX: key prefix of UPOs, results and failure reports
 	S3PathStyle       bool             // S3_FORCE_PATH_STYLE: path-style S3 addressing (local S3)
+
+	// The entry points and the ledger; all optional.
+	InboxPrefix     string // INBOX_PREFIX: key prefix of uploads that start an execution (default inbox/)
+	NIP             string // KSEF_NIP: the stack's NIP, for uploads that do not name one
+	StateMachineARN string // STATE_MACHINE_ARN: the state machine the entry points start
+	LedgerTable     string // LEDGER_TABLE: the invoice ledger; unset: no ledger is kept
+	EventBus        string // EVENT_BUS_NAME: where outcome events go; unset: none are published
 }
 
 // LoadConfig reads the configuration with getenv (os.Getenv in main).
@@ -43,6 +55,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		Bucket:            getenv("INVOICE_BUCKET"),
 		ResultPrefix:      getenv("RESULT_PREFIX"),
 		S3PathStyle:       getenv("S3_FORCE_PATH_STYLE") == "true",
+		InboxPrefix:       getenv("INBOX_PREFIX"),
+		NIP:               getenv("KSEF_NIP"),
+		StateMachineARN:   getenv("STATE_MACHINE_ARN"),
+		LedgerTable:       getenv("LEDGER_TABLE"),
+		EventBus:          getenv("EVENT_BUS_NAME"),
 	}
 	var problems []string
 	env := getenv("KSEF_ENVIRONMENT")
@@ -69,6 +86,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if !strings.HasSuffix(c.ResultPrefix, "/") {
 		c.ResultPrefix += "/"
 	}
+	if c.InboxPrefix == "" {
+		c.InboxPrefix = "inbox/"
+	}
+	if !strings.HasSuffix(c.InboxPrefix, "/") {
+		c.InboxPrefix += "/"
+	}
+	if strings.HasPrefix(c.ResultPrefix, c.InboxPrefix) || strings.HasPrefix(c.InboxPrefix, c.ResultPrefix) {
+		problems = append(problems, fmt.Sprintf("RESULT_PREFIX %q and INBOX_PREFIX %q overlap: stored results would be taken for uploads", c.ResultPrefix, c.InboxPrefix))
+	}
+	if c.NIP != "" && !ksef.ValidNIP(c.NIP) {
+		problems = append(problems, fmt.Sprintf("KSEF_NIP %q is not a valid NIP", c.NIP))
+	}
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(problems, "; "))
 	}
@@ -87,13 +116,17 @@ func NewLogger() *slog.Logger {
 	return lambdacontext.NewLogger()
 }
 
-// Env is everything a handler needs, built once in main.
+// Env is everything a handler needs, built once in main. Ledger is nil without LEDGER_TABLE and
+// Events nil without EVENT_BUS_NAME: the functions then keep no ledger or publish no events.
 type Env struct {
-	Config  Config
-	Log     *slog.Logger
-	S3      *s3.Client
-	Secrets *secrets.Store
-	KSeF    *ClientPool
+	Config        Config
+	Log           *slog.Logger
+	S3            *s3.Client
+	Secrets       *secrets.Store
+	KSeF          *ClientPool
+	StepFunctions *sfn.Client
+	Ledger        *ledger.Ledger
+	Events        *ledger.Publisher
 }
 
 // New loads the AWS configuration and builds the clients.
@@ -105,13 +138,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Env, error) {
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
 	smc := secretsmanager.NewFromConfig(awsCfg)
 	store := secrets.New(smc, secrets.WithLogger(log), secrets.WithNames(cfg.SecretNames))
-	return &Env{
-		Config:  cfg,
-		Log:     log,
-		S3:      s3c,
-		Secrets: store,
-		KSeF:    NewClientPool(cfg, store, log, nil),
-	}, nil
+	env := &Env{
+		Config:        cfg,
+		Log:           log,
+		S3:            s3c,
+		Secrets:       store,
+		KSeF:          NewClientPool(cfg, store, log, nil),
+		StepFunctions: sfn.NewFromConfig(awsCfg),
+	}
+	if cfg.LedgerTable != "" {
+		env.Ledger = ledger.New(dynamodb.NewFromConfig(awsCfg), cfg.LedgerTable)
+	}
+	if cfg.EventBus != "" {
+		env.Events = ledger.NewPublisher(eventbridge.NewFromConfig(awsCfg), cfg.EventBus)
+	}
+	return env, nil
 }
 
 // credentialsReader is the part of the secrets store the pool needs.

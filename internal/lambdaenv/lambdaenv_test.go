@@ -43,6 +43,11 @@ func TestLoadConfig(t *testing.T) {
 		"INVOICE_BUCKET":          "ksef-invoices-123456789012",
 		"RESULT_PREFIX":           "out",
 		"S3_FORCE_PATH_STYLE":     "true",
+		"INBOX_PREFIX":            "in",
+		"KSEF_NIP":                "5265877635",
+		"STATE_MACHINE_ARN":       "arn:aws:states:eu-central-1:123456789012:stateMachine:invoices",
+		"LEDGER_TABLE":            "ksef-ledger",
+		"EVENT_BUS_NAME":          "default",
 	}
 	minimal := map[string]string{
 		"KSEF_CREDENTIALS_SECRET": "ksef/{nip}/credentials",
@@ -81,6 +86,11 @@ func TestLoadConfig(t *testing.T) {
 				Bucket:            "ksef-invoices-123456789012",
 				ResultPrefix:      "out/",
 				S3PathStyle:       true,
+				InboxPrefix:       "in/",
+				NIP:               "5265877635",
+				StateMachineARN:   "arn:aws:states:eu-central-1:123456789012:stateMachine:invoices",
+				LedgerTable:       "ksef-ledger",
+				EventBus:          "default",
 			},
 		},
 		{
@@ -92,6 +102,7 @@ func TestLoadConfig(t *testing.T) {
 				StateSecret:       "ksef/{nip}/session",
 				Bucket:            "invoices",
 				ResultPrefix:      "results/",
+				InboxPrefix:       "inbox/",
 			},
 		},
 		{
@@ -103,7 +114,23 @@ func TestLoadConfig(t *testing.T) {
 				StateSecret:       "ksef/{nip}/session",
 				Bucket:            "invoices",
 				ResultPrefix:      "done/",
+				InboxPrefix:       "inbox/",
 			},
+		},
+		{
+			name:    "invalid stack NIP",
+			env:     with(minimal, "KSEF_NIP", "0123456789"),
+			wantErr: []string{`KSEF_NIP "0123456789"`},
+		},
+		{
+			name:    "results under the inbox",
+			env:     with(with(minimal, "INBOX_PREFIX", "inbox/"), "RESULT_PREFIX", "inbox/results/"),
+			wantErr: []string{"overlap"},
+		},
+		{
+			name:    "the inbox under the results",
+			env:     with(minimal, "INBOX_PREFIX", "results/in/"),
+			wantErr: []string{"overlap"},
 		},
 		{
 			name:    "unknown environment",
@@ -182,12 +209,23 @@ func TestNew(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New(%+v): %v", cfg, err)
 		}
-		if env.Config != cfg || env.S3 == nil || env.Secrets == nil || env.KSeF == nil || env.Log == nil {
+		if env.Config != cfg || env.S3 == nil || env.Secrets == nil || env.KSeF == nil || env.Log == nil || env.StepFunctions == nil {
 			t.Errorf("New(%+v) = %+v, want every field set", cfg, env)
+		}
+		if env.Ledger != nil || env.Events != nil {
+			t.Errorf("New without LEDGER_TABLE and EVENT_BUS_NAME: ledger %v, events %v; want none", env.Ledger, env.Events)
 		}
 		if o := env.S3.Options(); o.UsePathStyle != pathStyle || o.Region != "eu-central-1" {
 			t.Errorf("S3 client path style %t in %s, want %t in eu-central-1", o.UsePathStyle, o.Region, pathStyle)
 		}
+	}
+	cfg := lambdaenv.Config{Environment: ksef.Test, CredentialsSecret: "c", StateSecret: "s", Bucket: "b", LedgerTable: "ksef-ledger", EventBus: "invoices"}
+	env, err := lambdaenv.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Ledger == nil || env.Ledger.Table() != "ksef-ledger" || env.Events == nil {
+		t.Errorf("New with LEDGER_TABLE and EVENT_BUS_NAME: ledger %v, events %v; want both", env.Ledger, env.Events)
 	}
 }
 

@@ -3,6 +3,7 @@ package localrun
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -31,11 +35,20 @@ const (
 
 // awsCounter is a reverse proxy in front of moto that counts the AWS API calls passing through
 // it. The functions talk to moto through it, the harness talks to moto directly, so the counts
-// are the pipeline's own calls.
+// are the pipeline's own calls. It also keeps the events the functions put on EventBridge.
 type awsCounter struct {
-	proxy *httputil.ReverseProxy
-	mu    sync.Mutex
-	calls map[string]int
+	proxy  *httputil.ReverseProxy
+	mu     sync.Mutex
+	calls  map[string]int
+	events []PublishedEvent
+}
+
+// PublishedEvent is an event a function put on EventBridge (PutEvents), as it sent it.
+type PublishedEvent struct {
+	EventBus   string          `json:"eventBus"`
+	Source     string          `json:"source"`
+	DetailType string          `json:"detailType"`
+	Detail     json.RawMessage `json:"detail"`
 }
 
 func newAWSCounter(target *url.URL) *awsCounter {
@@ -51,10 +64,47 @@ func newAWSCounter(target *url.URL) *awsCounter {
 
 func (c *awsCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := awsOperation(r)
+	var events []PublishedEvent
+	if op == "EventBridge.PutEvents" {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload))
+		if err != nil {
+			http.Error(w, "read request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		events = putEvents(body)
+	}
 	c.mu.Lock()
 	c.calls[op]++
+	c.events = append(c.events, events...)
 	c.mu.Unlock()
 	c.proxy.ServeHTTP(w, r)
+}
+
+// putEvents decodes the entries of a PutEvents request (JSON 1.1 protocol).
+func putEvents(body []byte) []PublishedEvent {
+	var in struct {
+		Entries []struct {
+			EventBusName string
+			Source       string
+			DetailType   string
+			Detail       string
+		}
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return nil
+	}
+	out := make([]PublishedEvent, 0, len(in.Entries))
+	for _, e := range in.Entries {
+		out = append(out, PublishedEvent{EventBus: e.EventBusName, Source: e.Source, DetailType: e.DetailType, Detail: json.RawMessage(e.Detail)})
+	}
+	return out
+}
+
+func (c *awsCounter) published() []PublishedEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]PublishedEvent(nil), c.events...)
 }
 
 func (c *awsCounter) snapshot() map[string]int {
@@ -75,8 +125,15 @@ func awsOperation(r *http.Request) string {
 		if !ok {
 			return t
 		}
-		if svc == "secretsmanager" {
+		switch {
+		case svc == "secretsmanager":
 			svc = "SecretsManager"
+		case strings.HasPrefix(svc, "DynamoDB_"):
+			svc = "DynamoDB"
+		case svc == "AWSEvents":
+			svc = "EventBridge"
+		case svc == "AWSStepFunctions":
+			svc = "StepFunctions"
 		}
 		return svc + "." + op
 	}
@@ -150,6 +207,28 @@ func newS3(endpoint string) *s3.Client {
 
 func newSecretsManager(endpoint string) *secretsmanager.Client {
 	return secretsmanager.NewFromConfig(awsConfig(endpoint))
+}
+
+// createLedgerTable creates the invoice ledger as template.yaml's LedgerTable is shaped.
+func createLedgerTable(ctx context.Context, c *dynamodb.Client, table string) error {
+	_, err := c.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(table),
+		AttributeDefinitions: []dbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: dbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []dbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeHash}},
+		BillingMode:          dbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		return fmt.Errorf("create ledger table %s: %w", table, err)
+	}
+	return nil
+}
+
+// createEventBus creates the bus the functions publish their events to.
+func createEventBus(ctx context.Context, c *eventbridge.Client, bus string) error {
+	if _, err := c.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(bus)}); err != nil {
+		return fmt.Errorf("create event bus %s: %w", bus, err)
+	}
+	return nil
 }
 
 // createBucket creates a versioned bucket in the local region.

@@ -79,6 +79,7 @@ type job struct {
 	RetryIntervalOverrideMs *int64            `json:"retryIntervalOverrideMs,omitempty"`
 	TimeoutMs               int64             `json:"timeoutMs,omitempty"`
 	StateMachineName        string            `json:"stateMachineName,omitempty"`
+	ExecutionName           string            `json:"executionName,omitempty"`
 }
 
 type jobResult struct {

@@ -203,6 +203,11 @@ func (s *Stack) SendInvoice(ctx context.Context, nip, name string, body []byte) 
 	if err != nil {
 		return nil, fmt.Errorf("send invoice %s: %w", name, err)
 	}
+	return s.collect(ctx, nip, key, version, exec)
+}
+
+// collect reads back what the functions stored under results/ for an invoice's execution.
+func (s *Stack) collect(ctx context.Context, nip, key, version string, exec *Execution) (*Result, error) {
 	r := &Result{
 		NIP: nip, Bucket: s.opts.Bucket, Key: key, VersionID: version, Execution: exec,
 		ResultKey: ResultPrefix + key + ".result.json",
@@ -221,7 +226,7 @@ func (s *Stack) SendInvoice(ctx context.Context, nip, name string, body []byte) 
 	}{{r.ResultKey, &r.ResultJSON}, {r.UPOKey, &r.UPO}, {r.ErrorKey, &r.ErrorJSON}} {
 		b, err := s.Object(ctx, o.key)
 		if err != nil {
-			return nil, fmt.Errorf("send invoice %s: %w", name, err)
+			return nil, fmt.Errorf("results of %s: %w", key, err)
 		}
 		*o.dst = b
 	}

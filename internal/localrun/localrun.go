@@ -21,6 +21,8 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
@@ -29,11 +31,13 @@ import (
 )
 
 // Names of the pipeline's functions, as used in Options.Functions and in the definition's
-// substitutions (ChallengeFunctionArn, SendFunctionArn, PollFunctionArn).
+// substitutions (ChallengeFunctionArn, SendFunctionArn, PollFunctionArn), and of the S3 entry
+// point's function, which Ingest and DeliverEvent invoke.
 const (
 	FunctionChallenge = "challenge"
 	FunctionSend      = "send"
 	FunctionPoll      = "poll"
+	FunctionIngest    = "ingest"
 )
 
 // DefaultNIP is the seller NIP of the official sample invoices.
@@ -82,6 +86,12 @@ type Options struct {
 	FunctionEnv map[string]string
 	// Bucket is the invoice bucket. Default "ksef-invoices-local".
 	Bucket string
+	// LedgerTable is the invoice ledger's DynamoDB table (LEDGER_TABLE). Default
+	// "ksef-ledger-local".
+	LedgerTable string
+	// EventBus is the EventBridge bus the functions publish outcomes to (EVENT_BUS_NAME).
+	// Default "ksef-invoices-local".
+	EventBus string
 
 	// WaitOverride, if positive, replaces the duration of every Wait state (the requested
 	// durations are still evaluated and reported in Execution.Waits). Zero: real waits.
@@ -127,7 +137,11 @@ type Stack struct {
 	runner     *runner
 	s3         *s3.Client
 	sm         *secretsmanager.Client
-	ksefTokens map[string]string // NIP -> KSeF token; never logged
+	db         *dynamodb.Client
+	sfn        *stepFunctions // the local Step Functions API of the entry points
+	sfnURL     string
+	cancel     context.CancelFunc // ends the executions started through sfn
+	ksefTokens map[string]string  // NIP -> KSeF token; never logged
 
 	mu          sync.Mutex
 	executions  int
@@ -175,6 +189,13 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	s.s3 = newS3(motoURL)
 	s.sm = newSecretsManager(motoURL)
+	s.db = dynamodb.NewFromConfig(awsConfig(motoURL))
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.sfn = newStepFunctions(runCtx, StateMachineARN, s.runExecution)
+	if s.sfnURL, err = s.serve(s.sfn); err != nil {
+		return nil, fmt.Errorf("start local step functions api: %w", err)
+	}
 
 	if opts.EmulatorBin != "" {
 		s.log.InfoContext(ctx, "starting ksef emulator")
@@ -190,7 +211,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if err := s.setupAWS(ctx); err != nil {
 		return nil, err
 	}
-	s.log.DebugContext(ctx, "bucket and secrets created", "bucket", opts.Bucket, "nips", opts.NIPs)
+	s.log.DebugContext(ctx, "bucket, secrets, ledger table and event bus created", "bucket", opts.Bucket, "nips", opts.NIPs)
 
 	instances := make(map[string][]string, len(opts.Functions))
 	for _, name := range sortedKeys(opts.Functions) {
@@ -302,6 +323,12 @@ func (o *Options) defaults(ctx context.Context) error {
 	if o.Bucket == "" {
 		o.Bucket = "ksef-invoices-local"
 	}
+	if o.LedgerTable == "" {
+		o.LedgerTable = "ksef-ledger-local"
+	}
+	if o.EventBus == "" {
+		o.EventBus = "ksef-invoices-local"
+	}
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 60 * time.Second
 	}
@@ -349,7 +376,13 @@ func (s *Stack) functionEnv(name string) []string {
 		"KSEF_CREDENTIALS_SECRET":     "ksef/{nip}/credentials",
 		"KSEF_STATE_SECRET":           "ksef/{nip}/session",
 		"INVOICE_BUCKET":              s.opts.Bucket,
-		"RESULT_PREFIX":               "results/",
+		"RESULT_PREFIX":               ResultPrefix,
+		"INBOX_PREFIX":                InboxPrefix,
+		"KSEF_NIP":                    s.opts.NIPs[0],
+		"LEDGER_TABLE":                s.opts.LedgerTable,
+		"EVENT_BUS_NAME":              s.opts.EventBus,
+		"STATE_MACHINE_ARN":           StateMachineARN,
+		"AWS_ENDPOINT_URL_SFN":        s.sfnURL,
 		"LOG_LEVEL":                   "info",
 		"AWS_LAMBDA_LOG_FORMAT":       "JSON", // LoggingConfig.LogFormat JSON in template.yaml
 		"AWS_LAMBDA_LOG_LEVEL":        "INFO",
@@ -412,6 +445,12 @@ type credentialsSecret struct {
 
 func (s *Stack) setupAWS(ctx context.Context) error {
 	if err := createBucket(ctx, s.s3, s.opts.Bucket); err != nil {
+		return err
+	}
+	if err := createLedgerTable(ctx, s.db, s.opts.LedgerTable); err != nil {
+		return err
+	}
+	if err := createEventBus(ctx, eventbridge.NewFromConfig(awsConfig(s.moto)), s.opts.EventBus); err != nil {
 		return err
 	}
 	for _, nip := range s.opts.NIPs {
@@ -485,9 +524,14 @@ func newKSeFToken(nip string) (string, error) {
 	return ref + "|nip-" + nip + "|" + hex.EncodeToString(b[11:]), nil
 }
 
-// RunExecution runs one execution of the definition with the given input.
+// RunExecution runs one execution of the definition with the given input, under a random name.
 func (s *Stack) RunExecution(ctx context.Context, input any) (*Execution, error) {
-	j := job{DefinitionPath: s.opts.Definition, Substitutions: s.substitutions, Input: input, StateMachineName: "ksef-local"}
+	return s.runExecution(ctx, input, "")
+}
+
+// runExecution runs an execution named name ($$.Execution.Name); "" for a random name.
+func (s *Stack) runExecution(ctx context.Context, input any, name string) (*Execution, error) {
+	j := job{DefinitionPath: s.opts.Definition, Substitutions: s.substitutions, Input: input, StateMachineName: StateMachineName, ExecutionName: name}
 	if s.opts.WaitOverride > 0 {
 		ms := s.opts.WaitOverride.Milliseconds()
 		j.WaitTimeOverrideMs = &ms
@@ -574,7 +618,7 @@ type Metrics struct {
 	KSeFRequests     map[string]int           `json:"ksefRequests"` // "POST /auth/ksef-token" -> n
 	KSeFLogins       int                      `json:"ksefLogins"`   // POST /auth/ksef-token and /auth/xades-signature
 	KSeFSessions     int                      `json:"ksefSessionsOpened"`
-	AWSCalls         map[string]int           `json:"awsCalls"`      // by the functions: "SecretsManager.PutSecretValue" -> n
+	AWSCalls         map[string]int           `json:"awsCalls"`      // by the functions: "SecretsManager.PutSecretValue", "StepFunctions.StartExecution" -> n
 	SecretsWrites    int                      `json:"secretsWrites"` // PutSecretValue + CreateSecret by the functions
 	SecretsReads     int                      `json:"secretsReads"`  // GetSecretValue by the functions
 	Executions       int                      `json:"executions"`
@@ -584,6 +628,9 @@ type Metrics struct {
 // Metrics returns the counters.
 func (s *Stack) Metrics() Metrics {
 	m := Metrics{Functions: s.router.Stats(), AWSCalls: s.counter.snapshot(), KSeFRequests: map[string]int{}}
+	for op, n := range s.sfn.snapshot() {
+		m.AWSCalls[op] += n
+	}
 	if s.emuLog != nil {
 		m.KSeFRequests = s.emuLog.snapshot()
 	}
@@ -616,6 +663,9 @@ func (s *Stack) RunDir() string { return s.runDir }
 // more than once.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
 		if s.runner != nil {
 			s.runner.stop(2 * time.Second)
 		}

@@ -57,6 +57,9 @@ func TestAWSOperation(t *testing.T) {
 		{"GET", "/bucket/inbox/a.xml", "", "S3.GET object"},
 		{"PUT", "/bucket/results/inbox/a.xml.upo.xml", "", "S3.PUT object"},
 		{"PUT", "/bucket", "", "S3.PUT bucket"},
+		{"POST", "/", "DynamoDB_20120810.TransactWriteItems", "DynamoDB.TransactWriteItems"},
+		{"POST", "/", "AWSEvents.PutEvents", "EventBridge.PutEvents"},
+		{"POST", "/", "AWSStepFunctions.StartExecution", "StepFunctions.StartExecution"},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest(tt.method, tt.path, nil)

@@ -233,7 +233,8 @@ func TestStackFunctionEnvironment(t *testing.T) {
 	in := input("env")
 	in.Env = []string{"AWS_REGION", "AWS_ENDPOINT_URL", "S3_FORCE_PATH_STYLE", "KSEF_ENVIRONMENT",
 		"KSEF_CREDENTIALS_SECRET", "KSEF_STATE_SECRET", "INVOICE_BUCKET", "RESULT_PREFIX",
-		"LOG_LEVEL", "AWS_LAMBDA_FUNCTION_TIMEOUT", "AWS_LAMBDA_FUNCTION_NAME", "EXTRA", "KSEF_BASE_URL"}
+		"LOG_LEVEL", "AWS_LAMBDA_FUNCTION_TIMEOUT", "AWS_LAMBDA_FUNCTION_NAME", "EXTRA", "KSEF_BASE_URL",
+		"INBOX_PREFIX", "KSEF_NIP", "LEDGER_TABLE", "EVENT_BUS_NAME", "STATE_MACHINE_ARN", "AWS_ENDPOINT_URL_SFN"}
 	e := run(t, st, in)
 	if e.Status != StatusSucceeded {
 		t.Fatalf("status %s (%s: %s)", e.Status, e.Error, e.Cause)
@@ -252,6 +253,8 @@ func TestStackFunctionEnvironment(t *testing.T) {
 		"KSEF_STATE_SECRET": "ksef/{nip}/session", "INVOICE_BUCKET": "ksef-invoices-local",
 		"RESULT_PREFIX": "results/", "LOG_LEVEL": "info", "AWS_LAMBDA_FUNCTION_TIMEOUT": "30",
 		"AWS_LAMBDA_FUNCTION_NAME": "test", "EXTRA": "yes", "KSEF_BASE_URL": "",
+		"INBOX_PREFIX": "inbox/", "KSEF_NIP": DefaultNIP, "LEDGER_TABLE": "ksef-ledger-local", "EVENT_BUS_NAME": "ksef-invoices-local",
+		"STATE_MACHINE_ARN": "arn:aws:states:eu-central-1:123456789012:stateMachine:ksef-local", "AWS_ENDPOINT_URL_SFN": st.sfnURL,
 	}
 	for k, v := range want {
 		if got := out.Result.Env[k]; got != v {

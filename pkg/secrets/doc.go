@@ -117,6 +117,11 @@
 //     m/2..m. Only processes that reach their thresholds within the same few hundred
 //     milliseconds can both refresh; even then a single write succeeds.
 //   - Every token AccessToken returns is valid for more than m/4 (30 s by default).
+//   - KSeF may refuse an access token before its validUntil (HTTP 401 on a business call: the
+//     authentication was revoked, or KSeF's clock is ahead of ours). DropAccessToken removes
+//     the token this Store handed out from memory and, unless another process has already
+//     replaced it, from the state, so that the next AccessToken refreshes it once for everybody
+//     or adopts the replacement.
 //
 // Per NIP and access-token lifetime, with N execution environments calling AccessToken, that
 // costs in steady state: one KSeF refresh, one PutSecretValue and N GetSecretValue calls; all

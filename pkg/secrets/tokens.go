@@ -178,6 +178,42 @@ func (s *Store) forgetTokens(ctx context.Context, nip string, st *State) {
 		slog.String("nip", nip))
 }
 
+// DropAccessToken records that KSeF refused (HTTP 401) the access token this Store last handed
+// out for nip. KSeF can end a token before its validUntil (its authentication was revoked, or it
+// expired by KSeF's clock before this process's clock says so), and AccessToken would otherwise
+// keep handing it out from memory. The token is removed from memory and, unless another process
+// has replaced it meanwhile, from the state secret (the refresh token stays), so that the next
+// AccessToken, here or in any process, refreshes it or adopts the replacement. A Store holding no
+// access token only reads the latest state.
+func (s *Store) DropAccessToken(ctx context.Context, nip string) error {
+	if err := checkNIP(nip); err != nil {
+		return err
+	}
+	cached, ok := s.cachedState(nip, false)
+	if !ok || cached.AccessToken.Token == "" {
+		_, err := s.loadState(ctx, nip)
+		return err
+	}
+	refused := cached.AccessToken.Token
+	dropped := false
+	_, err := s.update(ctx, nip, nil, func(cur *State) error {
+		dropped = false
+		if cur.AccessToken.Token != refused {
+			return ErrNoChange // already replaced by a refresh or a login elsewhere
+		}
+		cur.AccessToken = ksef.Token{}
+		cur.TokenIssuedAt, cur.TokenOwner = time.Time{}, ""
+		dropped = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("secrets: drop refused access token of %s: %w", nip, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "secrets: access token refused by KSeF",
+		slog.String("nip", nip), slog.Bool("dropped", dropped))
+	return nil
+}
+
 // reusable reports whether st holds an access token that this Store may hand out at now
 // without refreshing.
 func (s *Store) reusable(st *State, now time.Time) bool {

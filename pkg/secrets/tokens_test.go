@@ -552,3 +552,55 @@ func TestWithRefreshMargin(t *testing.T) {
 		}
 	}
 }
+
+func TestDropAccessToken(t *testing.T) {
+	sm, c := newFakeSM(), newClock()
+	seedState(t, sm, c.Now(), "")
+	c.Advance(time.Minute)
+	r := &refresher{now: c.Now, life: tokenLife}
+	a, b := testStore(sm, c, "c-a", 0), testStore(sm, c, "c-b", 0)
+	for _, s := range []*Store{a, b} {
+		if tok, err := s.AccessToken(t.Context(), testNIP, r); err != nil || tok != "SECRET-access-0" {
+			t.Fatalf("AccessToken = %q, %v; want the stored token", tok.Reveal(), err)
+		}
+	}
+
+	// KSeF refuses the token (revoked, or expired by its clock) long before its validUntil.
+	if err := a.DropAccessToken(t.Context(), testNIP); err != nil {
+		t.Fatal(err)
+	}
+	var st State
+	_ = json.Unmarshal([]byte(sm.value(t, stateName)), &st)
+	if st.AccessToken.Token != "" || st.RefreshToken.Token != "SECRET-refresh-0" {
+		t.Errorf("stored tokens after the drop = %q/%q, want no access token and the refresh token kept",
+			st.AccessToken.Token.Reveal(), st.RefreshToken.Token.Reveal())
+	}
+	if tok, err := a.AccessToken(t.Context(), testNIP, r); err != nil || tok != "SECRET-access-refreshed-1" {
+		t.Fatalf("AccessToken after the drop = %q, %v; want a refreshed token", tok.Reveal(), err)
+	}
+
+	// The other process met the same 401 with the same token: it adopts the replacement and
+	// neither writes nor refreshes.
+	puts := sm.putsOK.Load()
+	if err := b.DropAccessToken(t.Context(), testNIP); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := b.AccessToken(t.Context(), testNIP, r); err != nil || tok != "SECRET-access-refreshed-1" {
+		t.Fatalf("second store: AccessToken = %q, %v; want the replacement", tok.Reveal(), err)
+	}
+	if n := sm.putsOK.Load() - puts; n != 0 {
+		t.Errorf("second store wrote %d times, want 0", n)
+	}
+	if n := r.calls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d, want 1", n)
+	}
+
+	// A Store that handed out nothing only reads.
+	puts = sm.putsOK.Load()
+	if err := testStore(sm, c, "c-c", 0).DropAccessToken(t.Context(), testNIP); err != nil {
+		t.Fatal(err)
+	}
+	if n := sm.putsOK.Load() - puts; n != 0 {
+		t.Errorf("a Store without a token wrote %d times, want 0", n)
+	}
+}

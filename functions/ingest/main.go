@@ -1,0 +1,54 @@
+// Command ingest is the Lambda function behind the S3 entry point: an EventBridge rule sends it
+// S3's "Object Created" events for the invoice bucket's inbox, and it records each new invoice
+// in the ledger and starts its state machine execution, exactly once per object version and
+// once per content.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/ksef-serverless/ksef-serverless/internal/lambdaenv"
+)
+
+func main() {
+	log := lambdaenv.NewLogger()
+	cfg, err := lambdaenv.LoadConfig(os.Getenv)
+	if err == nil && (cfg.LedgerTable == "" || cfg.StateMachineARN == "") {
+		err = errMissing
+	}
+	if err != nil {
+		log.Error("bad configuration", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	env, err := lambdaenv.New(context.Background(), cfg, log)
+	if err != nil {
+		log.Error("cannot start", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	h := &handler{
+		objects:         env.S3,
+		ledger:          env.Ledger,
+		executions:      env.StepFunctions,
+		bucket:          cfg.Bucket,
+		inboxPrefix:     cfg.InboxPrefix,
+		resultPrefix:    cfg.ResultPrefix,
+		nip:             cfg.NIP,
+		stateMachineARN: cfg.StateMachineARN,
+		now:             time.Now,
+		log:             log,
+	}
+	if env.Events != nil {
+		h.events = env.Events
+	}
+	lambda.Start(h.Handle)
+}
+
+// errMissing: the S3 entry point's guarantees (one execution per object version and per
+// content) rest on the ledger, and it needs the state machine to start.
+var errMissing = errors.New("invalid configuration: the ingest function needs LEDGER_TABLE and STATE_MACHINE_ARN")
