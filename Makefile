@@ -6,14 +6,14 @@ GO    ?= go
 BIN   := $(CURDIR)/bin
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 
-FUNCTIONS := challenge send poll ingest api
+FUNCTIONS := challenge send poll ingest api batch
 # The functions' logical ids in template.yaml: ChallengeFunction, SendFunction, PollFunction,
 # IngestFunction.
 LAMBDA_LDFLAGS := -s -w
 lambda_build = CGO_ENABLED=0 GOOS=linux GOARCH=$(2) $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LAMBDA_LDFLAGS)' -o $(3) ./functions/$(1)
 
 .PHONY: all test fmt-check vet lint unit templates demo build build-local tools npm clean \
-	build-ChallengeFunction build-SendFunction build-PollFunction build-IngestFunction build-ApiFunction
+	build-ChallengeFunction build-SendFunction build-PollFunction build-IngestFunction build-ApiFunction build-BatchFunction
 
 all: test
 
@@ -34,6 +34,7 @@ lint:
 templates: npm
 	cfn-lint template.yaml
 	local/node_modules/.bin/asl-validator --json-path statemachine.asl.json
+	local/node_modules/.bin/asl-validator --json-path batch.asl.json
 
 unit: build-local tools npm
 	CI=$${CI:-} KSEF_LOCAL_BIN=$(BIN) $(GO) test -count=1 ./...
@@ -51,6 +52,9 @@ build-ApiFunction:
 	$(call lambda_build,api,arm64,$(ARTIFACTS_DIR)/bootstrap)
 build-IngestFunction:
 	$(call lambda_build,ingest,arm64,$(ARTIFACTS_DIR)/bootstrap)
+
+build-BatchFunction:
+	$(call lambda_build,batch,arm64,$(ARTIFACTS_DIR)/bootstrap)
 
 # The deployable arm64 bootstraps, without SAM: bin/arm64/<function>/bootstrap.
 build:
@@ -76,9 +80,10 @@ local/node_modules/.installed: local/package.json local/package-lock.json
 	touch $@
 
 ## ---- the main job, locally ---------------------------------------------------------------------
-# make demo [INVOICE=path/to/invoice.xml] [NIP=...]
+# make demo [INVOICE=path/to/invoice.xml] [NIP=...]      one invoice through statemachine.asl.json
+# make demo MODE=batch [DIR=folder/of/invoices]           a KSeF batch session through batch.asl.json
 demo: build-local tools npm
-	$(BIN)/ksef-local demo --no-build $(if $(INVOICE),--invoice $(INVOICE)) $(if $(NIP),--nip $(NIP))
+	$(BIN)/ksef-local demo --no-build --mode $(or $(MODE),online) $(if $(INVOICE),--invoice $(INVOICE)) $(if $(DIR),--dir $(DIR)) $(if $(NIP),--nip $(NIP))
 
 clean:
 	rm -rf bin out .local

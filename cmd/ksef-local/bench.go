@@ -121,7 +121,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	opts, err := c.build(ctx, log)
+	opts, err := c.build(ctx, log, functions)
 	if err != nil {
 		return err
 	}

@@ -19,9 +19,22 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ksef-local demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
-	out := fs.String("out", "out", "directory for a copy of the UPO and the result")
+	out := fs.String("out", "out", "directory for copies of the UPOs and the results")
+	mode := fs.String("mode", "online", "online: send one invoice through the invoice state machine (statemachine.asl.json); batch: send a folder of invoices in a KSeF batch session through the batch run (batch.asl.json)")
+	dir := fs.String("dir", "", "batch mode: send every *.xml of this folder (default: the official samples that are not duplicates of each other, the duplicates renumbered)")
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err) // the flag package has printed the usage
+	}
+	switch {
+	case *mode == "batch" && c.invoice != "":
+		fmt.Fprintln(stderr, "ksef-local demo: --invoice is for --mode online; give a folder with --dir")
+		return errUsage
+	case *mode == "online" && *dir != "":
+		fmt.Fprintln(stderr, "ksef-local demo: --dir is for --mode batch")
+		return errUsage
+	case *mode != "online" && *mode != "batch":
+		fmt.Fprintf(stderr, "ksef-local demo: unknown mode %q (want online or batch)\n", *mode)
+		return errUsage
 	}
 	if err := c.resolve(); err != nil {
 		return err
@@ -29,11 +42,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	log := c.logger(stderr)
+	if *mode == "batch" {
+		return demoBatch(ctx, &c, *dir, *out, stdout, log)
+	}
 	body, name, err := c.invoiceBytes()
 	if err != nil {
 		return err
 	}
-	opts, err := c.build(ctx, log)
+	opts, err := c.build(ctx, log, functions)
 	if err != nil {
 		return err
 	}

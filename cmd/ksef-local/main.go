@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -137,13 +138,17 @@ func (c *common) invoiceBytes() ([]byte, string, error) {
 	return b, filepath.Base(c.invoice), nil
 }
 
-var functions = []string{localrun.FunctionChallenge, localrun.FunctionSend, localrun.FunctionPoll}
+// functions are the invoice state machine's functions; batchFunctions those of the batch runs.
+var (
+	functions      = []string{localrun.FunctionChallenge, localrun.FunctionSend, localrun.FunctionPoll}
+	batchFunctions = []string{localrun.FunctionChallenge, localrun.FunctionPoll, localrun.FunctionBatch}
+)
 
-// build builds the three functions and the emulator into c.bin (unless --no-build) and returns
-// the stack options that use them.
-func (c *common) build(ctx context.Context, log *slog.Logger) (localrun.Options, error) {
+// build builds the functions fns and the emulator into c.bin (unless --no-build) and returns
+// the stack options that use them (with batch.asl.json when fns has the batch function).
+func (c *common) build(ctx context.Context, log *slog.Logger, fns []string) (localrun.Options, error) {
 	opts := localrun.Options{
-		Functions:      make(map[string]string, len(functions)),
+		Functions:      make(map[string]string, len(fns)),
 		Definition:     filepath.Join(c.root, "statemachine.asl.json"),
 		EmulatorBin:    filepath.Join(c.bin, "ksef-emulator"),
 		EmulatorConfig: c.emulatorConfig,
@@ -154,8 +159,11 @@ func (c *common) build(ctx context.Context, log *slog.Logger) (localrun.Options,
 		WaitOverride:   c.waitOverride,
 		Logger:         log,
 	}
-	for _, f := range functions {
+	for _, f := range fns {
 		opts.Functions[f] = filepath.Join(c.bin, "lambda", f, "bootstrap")
+	}
+	if slices.Contains(fns, localrun.FunctionBatch) {
+		opts.BatchDefinition = filepath.Join(c.root, "batch.asl.json")
 	}
 	var err error
 	if opts.RIEBin, err = localrun.FindRIE(ctx, c.bin); err != nil {
@@ -166,7 +174,7 @@ func (c *common) build(ctx context.Context, log *slog.Logger) (localrun.Options,
 	}
 	start := time.Now()
 	log.InfoContext(ctx, "building the functions and the emulator", "bin", c.bin)
-	for _, f := range functions {
+	for _, f := range fns {
 		if err := localrun.BuildFunction(ctx, c.root, "./functions/"+f, opts.Functions[f]); err != nil {
 			return opts, err
 		}

@@ -83,6 +83,14 @@ func (h *handler) handle(ctx context.Context, in flow.ChallengeInput) (flow.Auth
 	}
 	ready := flow.AuthState{Ready: true, Attempt: in.Attempt, StatusCode: 200}
 
+	if in.StatusCode == 200 {
+		// Back after a finished login, or after KSeF refused the access token
+		// (ReauthenticateOnce): this environment's memory may hold a token that KSeF no longer
+		// takes and that is gone from the state. Read the state; AccessToken answers from it.
+		if _, err := h.store.LatestState(ctx, in.NIP); err != nil {
+			return flow.AuthState{}, fmt.Errorf("read session state: %w", err)
+		}
+	}
 	_, err = h.store.AccessToken(ctx, in.NIP, client)
 	if err == nil {
 		return ready, nil

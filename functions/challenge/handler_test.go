@@ -791,8 +791,8 @@ func TestHandleBurstOneLogin(t *testing.T) {
 	}
 }
 
-// TestHandleTokensSavedDuringTheCall: this execution finds no tokens, and before it reads the
-// state again another execution redeems the login it was polling and stores the tokens (which
+// TestHandleTokensSavedDuringTheCall: a new execution finds no tokens, and before it reads the
+// state again another execution redeems the login in progress and stores the tokens (which
 // clears the pending login). It must be ready with those tokens, not start a second login.
 func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 	e := newEnv(t, secrets.AuthToken)
@@ -819,9 +819,9 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 		}
 	}
 
-	got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip, Attempt: 2, StatusCode: 200})
+	got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip})
 
-	if err != nil || got != (flow.AuthState{Ready: true, Attempt: 2, StatusCode: 200}) {
+	if err != nil || got != (flow.AuthState{Ready: true, StatusCode: 200}) {
 		t.Errorf("Handle = %+v, %v; want ready", got, err)
 	}
 	if !saved {
@@ -832,6 +832,42 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 	}
 	if st := e.sm.state(t); st.PendingAuth != nil || st.AccessToken.Token != redeemed {
 		t.Errorf("stored state: pending %+v, the redeemed token kept %t; want no pending login and the redeemed token", st.PendingAuth, st.AccessToken.Token == redeemed)
+	}
+	assertNoSecrets(t, e, got, err)
+}
+
+// TestHandleReauthenticationReadsTheState: KSeF refused the access token this environment holds
+// in memory; the send function dropped it, a refresh proved the refresh token dead too, and the
+// state now holds no tokens. Sent back to Authenticate (statusCode 200 from its last result),
+// the function must not answer ready from memory: it logs in.
+func TestHandleReauthenticationReadsTheState(t *testing.T) {
+	e := newEnv(t, secrets.AuthToken)
+	e.sm.set(t, stateSecret, &secrets.State{
+		AccessToken:  ksef.Token{Token: accessToken, ValidUntil: t0.Add(15 * time.Minute)},
+		RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(7 * 24 * time.Hour)},
+	})
+	got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip})
+	if err != nil || !got.Ready {
+		t.Fatalf("first Handle = %+v, %v; want ready", got, err)
+	}
+	// Another execution environment removes the dead tokens.
+	other := secrets.New(e.sm, secrets.WithClock(func() time.Time { return t0 }))
+	if _, err := other.Update(t.Context(), nip, func(st *secrets.State) error {
+		st.AccessToken, st.RefreshToken = ksef.Token{}, ksef.Token{}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.ksef.withToken = func(ksef.KSeFTokenAuth) (*ksef.AuthInit, error) { return authInit(), nil }
+
+	got, err = e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip, Attempt: 0, StatusCode: 200})
+
+	want := flow.AuthState{ReferenceNumber: authRef, Method: "token", WaitSeconds: 1, StatusCode: 100}
+	if err != nil || got != want {
+		t.Errorf("Handle after the tokens were removed = %+v, %v; want %+v (a login started)", got, err, want)
+	}
+	if want := []string{"Challenge", "AuthenticateWithKSeFToken"}; !reflect.DeepEqual(e.ksef.calls, want) {
+		t.Errorf("KSeF calls %v, want %v", e.ksef.calls, want)
 	}
 	assertNoSecrets(t, e, got, err)
 }

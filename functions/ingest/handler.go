@@ -23,6 +23,7 @@ import (
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
+	"github.com/ksef-serverless/ksef-serverless/internal/results"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 )
 
@@ -356,21 +357,9 @@ func sameJSON(a, b string) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// report is the failure report stored next to an invalid upload, in the shape the poll step
-// stores its reports.
-type report struct {
-	Status     string        `json:"status"` // invalid
-	Error      string        `json:"error"`  // BadInputError
-	Reason     flow.Reason   `json:"reason"`
-	NIP        string        `json:"nip"`
-	Invoice    flow.S3Object `json:"invoice"`
-	InvoiceID  string        `json:"invoiceId"`
-	RecordedAt time.Time     `json:"recordedAt"`
-}
-
 // report stores why an upload was refused and announces it.
 func (h *handler) report(ctx context.Context, inv *ledger.Invoice) error {
-	r := report{
+	r := results.Report{
 		Status:     string(ledger.StatusInvalid),
 		Error:      "BadInputError",
 		Reason:     flow.Reason{Stage: inv.Reason.Stage, Message: inv.Reason.Message, Code: inv.Reason.Code, Details: inv.Reason.Details},
@@ -391,31 +380,9 @@ func (h *handler) report(ctx context.Context, inv *ledger.Invoice) error {
 	return nil
 }
 
-// duplicateNotice is stored next to a repeated upload: the content was taken in before, as
-// DuplicateOf, and this object is not sent.
-type duplicateNotice struct {
-	Status      string        `json:"status"` // duplicate-upload
-	NIP         string        `json:"nip"`
-	Invoice     flow.S3Object `json:"invoice"`
-	InvoiceID   string        `json:"invoiceId"`
-	InvoiceHash string        `json:"invoiceHash"`
-	DuplicateOf string        `json:"duplicateOf"`
-	// KSeFNumber is the original's, when it was already accepted.
-	KSeFNumber string           `json:"ksefNumber,omitempty"`
-	Original   *originalInvoice `json:"original,omitempty"`
-	Message    string           `json:"message"`
-	RecordedAt time.Time        `json:"recordedAt"`
-}
-
-type originalInvoice struct {
-	Status    string        `json:"status"` // when the notice was written
-	Invoice   flow.S3Object `json:"invoice"`
-	ResultKey string        `json:"resultKey,omitempty"`
-}
-
 // notice stores the duplicate notice, with what is known of the original now.
 func (h *handler) notice(ctx context.Context, inv *ledger.Invoice) error {
-	n := duplicateNotice{
+	n := results.DuplicateNotice{
 		Status:      string(ledger.StatusDuplicateUpload),
 		NIP:         inv.NIP,
 		Invoice:     inv.Object,
@@ -429,7 +396,7 @@ func (h *handler) notice(ctx context.Context, inv *ledger.Invoice) error {
 	orig, err := h.ledger.Get(ctx, inv.DuplicateOf)
 	switch {
 	case err == nil:
-		n.Original = &originalInvoice{Status: string(orig.Status), Invoice: orig.Object, ResultKey: orig.ResultKey}
+		n.Original = &results.OriginalInvoice{Status: string(orig.Status), Invoice: orig.Object, ResultKey: orig.ResultKey}
 		if orig.Status == ledger.StatusAccepted {
 			n.KSeFNumber = orig.KSeFNumber
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
 	"github.com/ksef-serverless/ksef-serverless/internal/motoserver"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
+	"github.com/ksef-serverless/ksef-serverless/internal/results"
 )
 
 func TestMain(m *testing.M) { motoserver.Main(m) }
@@ -475,7 +476,7 @@ func TestHandleRepeatedUpload(t *testing.T) {
 	if dup.Status != ledger.StatusDuplicateUpload || dup.DuplicateOf != orig || dup.ResultKey != noticeKey || dup.KSeFNumber != "" {
 		t.Errorf("duplicate's ledger item %+v", dup)
 	}
-	var n duplicateNotice
+	var n results.DuplicateNotice
 	e.s3.stored(t, noticeKey, &n)
 	if n.Status != "duplicate-upload" || n.DuplicateOf != orig || n.InvoiceID != dupID || n.Invoice.VersionID != "v2" ||
 		n.Original == nil || n.Original.Status != "received" || n.KSeFNumber != "" || n.InvoiceHash != hashOf(sample(t)) {
@@ -639,7 +640,7 @@ func TestHandleInvalid(t *testing.T) {
 			if inv.Status != ledger.StatusInvalid || inv.NIP != tt.wantNIP || inv.ResultKey != reportKey || inv.Reason == nil || inv.Reason.Stage != "ingest" {
 				t.Errorf("ledger item %+v", inv)
 			}
-			var r report
+			var r results.Report
 			e.s3.stored(t, reportKey, &r)
 			if r.Status != "invalid" || r.Error != "BadInputError" || !strings.Contains(r.Reason.Message, tt.want) || r.InvoiceID != id || r.Invoice.Key != key {
 				t.Errorf("report %+v", r)
@@ -722,7 +723,7 @@ func TestHandleTransientFailures(t *testing.T) {
 		if out := e.handle(t, event(t, map[string]any{"version-id": "v2"})); out.Action != actionDuplicateUpload {
 			t.Errorf("retry: %+v", out)
 		}
-		var n duplicateNotice
+		var n results.DuplicateNotice
 		e.s3.stored(t, "results/"+key+".result.json", &n)
 	})
 	t.Run("event not published", func(t *testing.T) {

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
+	"github.com/ksef-serverless/ksef-serverless/internal/results"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
 )
@@ -91,13 +89,15 @@ func (h *handler) pollAuth(ctx context.Context, in flow.PollInput) (flow.AuthSta
 	if err != nil {
 		return next, flow.AuthFailure("poll", "load credentials", err)
 	}
-	if _, err := h.store.AccessToken(ctx, in.NIP, client); err == nil {
-		next.Ready, next.StatusCode = true, 200 // another execution finished the login
-		return next, nil
-	}
+	// The state first: this environment's memory may hold an access token that KSeF refused and
+	// another execution dropped (which is why a login is running). AccessToken answers from it.
 	st, err := h.store.LatestState(ctx, in.NIP)
 	if err != nil {
 		return next, fmt.Errorf("read session state: %w", err)
+	}
+	if _, err := h.store.AccessToken(ctx, in.NIP, client); err == nil {
+		next.Ready, next.StatusCode = true, 200 // another execution finished the login
+		return next, nil
 	}
 	p := st.PendingAuth
 	switch {
@@ -187,9 +187,8 @@ func (h *handler) pollInvoice(ctx context.Context, in flow.PollInput) (flow.Poll
 }
 
 func (h *handler) accepted(ctx context.Context, in flow.PollInput, client statusClient, st *ksef.InvoiceStatus, out flow.PollResult) (flow.PollResult, error) {
-	upo, err := h.upo(ctx, client, in.Submission.SessionReferenceNumber, st.KSeFNumber, st.UPODownloadURL)
-	var apiErr *ksef.APIError
-	if errors.As(err, &apiErr) && apiErr.HasCode(ksef.CodeUPONotFound) {
+	upo, err := results.FetchUPO(ctx, client, in.Submission.SessionReferenceNumber, st.KSeFNumber, st.UPODownloadURL, h.log)
+	if results.UPONotReady(err) {
 		out.WaitSeconds = 2 // accepted, the UPO is being generated
 		return out, nil
 	}
@@ -199,15 +198,16 @@ func (h *handler) accepted(ctx context.Context, in flow.PollInput, client status
 	if err != nil {
 		return out, fmt.Errorf("download UPO: %w", err)
 	}
-	upoKey := h.key(in.Invoice, ".upo.xml")
-	if err := h.put(ctx, upoKey, "application/xml", upo.Content); err != nil {
+	docs := h.documents()
+	upoKey := docs.Key(in.Invoice, results.UPOSuffix)
+	if err := docs.PutXML(ctx, upoKey, upo.Content); err != nil {
 		return out, err
 	}
-	res := h.result(in, "accepted", st)
-	res.UPO = &storedUPO{Key: upoKey, Hash: upo.Hash}
-	res.QRCodeURL = h.qr(client, in)
-	resultKey := h.key(in.Invoice, ".result.json")
-	if err := h.putJSON(ctx, resultKey, res); err != nil {
+	res := results.NewResult(results.StatusAccepted, in.NIP, in.Invoice, in.Submission, st, h.now())
+	res.UPO = &results.UPO{Key: upoKey, Hash: upo.Hash}
+	res.QRCodeURL = results.VerificationURL(client.QRBaseURL(), in.NIP, in.Submission)
+	resultKey := docs.Key(in.Invoice, results.ResultSuffix)
+	if err := docs.PutJSON(ctx, resultKey, res); err != nil {
 		return out, err
 	}
 	ch := change(in, ledger.StatusAccepted)
@@ -248,25 +248,26 @@ func (h *handler) duplicate(ctx context.Context, in flow.PollInput, client statu
 	if origKSeF == "" {
 		return out, &flow.RejectedError{Reason: flow.Reason{Stage: "ksef", Message: "KSeF reported a duplicate without the original KSeF number: " + st.Status.Description, Code: 440, Details: st.Status.Details}}
 	}
-	res := h.result(in, "duplicate", st)
+	docs := h.documents()
+	res := results.NewResult(results.StatusDuplicate, in.NIP, in.Invoice, in.Submission, st, h.now())
 	res.KSeFNumber = origKSeF
 	res.OriginalSessionReferenceNumber = origSession
-	res.QRCodeURL = h.qr(client, in)
+	res.QRCodeURL = results.VerificationURL(client.QRBaseURL(), in.NIP, in.Submission)
 	if origSession != "" {
 		upo, err := client.InvoiceUPOByKSeFNumber(ctx, origSession, origKSeF)
 		if err == nil {
-			upoKey := h.key(in.Invoice, ".upo.xml")
-			if err := h.put(ctx, upoKey, "application/xml", upo.Content); err != nil {
+			upoKey := docs.Key(in.Invoice, results.UPOSuffix)
+			if err := docs.PutXML(ctx, upoKey, upo.Content); err != nil {
 				return out, err
 			}
-			res.UPO = &storedUPO{Key: upoKey, Hash: upo.Hash}
+			res.UPO = &results.UPO{Key: upoKey, Hash: upo.Hash}
 			out.UPOKey = upoKey
 		} else {
 			h.log.InfoContext(ctx, "UPO of the original invoice not available", slog.String("ksefNumber", origKSeF), slog.String("error", err.Error()))
 		}
 	}
-	resultKey := h.key(in.Invoice, ".result.json")
-	if err := h.putJSON(ctx, resultKey, res); err != nil {
+	resultKey := docs.Key(in.Invoice, results.ResultSuffix)
+	if err := docs.PutJSON(ctx, resultKey, res); err != nil {
 		return out, err
 	}
 	ch := change(in, ledger.StatusAccepted)
@@ -278,18 +279,6 @@ func (h *handler) duplicate(ctx context.Context, in flow.PollInput, client statu
 		slog.String("originalKsefNumber", origKSeF))
 	out.Outcome, out.KSeFNumber, out.ResultKey, out.WaitSeconds = flow.OutcomeDuplicate, origKSeF, resultKey, 0
 	return out, nil
-}
-
-// upo downloads an invoice's UPO, from the pre-signed link when KSeF gave one.
-func (h *handler) upo(ctx context.Context, client statusClient, sessionRef, ksefNumber, url string) (*ksef.Document, error) {
-	if url != "" {
-		doc, err := client.Download(ctx, url)
-		if err == nil {
-			return doc, nil
-		}
-		h.log.WarnContext(ctx, "pre-signed UPO link failed; asking the API", slog.String("error", err.Error()))
-	}
-	return client.InvoiceUPOByKSeFNumber(ctx, sessionRef, ksefNumber)
 }
 
 // recordFailure stores why an execution failed next to the invoice: KSeF's code and details for
@@ -310,7 +299,7 @@ func (h *handler) recordFailure(ctx context.Context, in flow.PollInput) (flow.Po
 	case "BadInputError":
 		status = "invalid"
 	}
-	rep := report{
+	rep := results.Report{
 		Status:     status,
 		Error:      taskErr.Error,
 		Reason:     flow.ParseReason(taskErr.Cause),
@@ -321,8 +310,9 @@ func (h *handler) recordFailure(ctx context.Context, in flow.PollInput) (flow.Po
 	if s := in.Submission; s != nil && s.InvoiceReferenceNumber != "" {
 		rep.Submission = s
 	}
-	key := h.key(in.Invoice, ".error.json")
-	if err := h.putJSON(ctx, key, rep); err != nil {
+	docs := h.documents()
+	key := docs.Key(in.Invoice, results.ErrorSuffix)
+	if err := docs.PutJSON(ctx, key, rep); err != nil {
 		return out, err
 	}
 	ch := change(in, ledger.Status(status))
@@ -336,108 +326,10 @@ func (h *handler) recordFailure(ctx context.Context, in flow.PollInput) (flow.Po
 	return out, nil
 }
 
-// result is the JSON document stored next to an accepted (or reconciled) invoice.
-type result struct {
-	Status                         string        `json:"status"` // accepted, duplicate
-	NIP                            string        `json:"nip"`
-	KSeFNumber                     string        `json:"ksefNumber"`
-	InvoiceNumber                  string        `json:"invoiceNumber,omitempty"`
-	IssueDate                      string        `json:"issueDate,omitempty"`
-	AcquisitionDate                time.Time     `json:"acquisitionDate,omitzero"`
-	InvoicingDate                  time.Time     `json:"invoicingDate,omitzero"`
-	PermanentStorageDate           time.Time     `json:"permanentStorageDate,omitzero"`
-	InvoicingMode                  string        `json:"invoicingMode,omitempty"`
-	SessionReferenceNumber         string        `json:"sessionReferenceNumber"`
-	InvoiceReferenceNumber         string        `json:"invoiceReferenceNumber"`
-	OriginalSessionReferenceNumber string        `json:"originalSessionReferenceNumber,omitempty"`
-	InvoiceHash                    string        `json:"invoiceHash"`
-	InvoiceSize                    int           `json:"invoiceSize"`
-	Invoice                        flow.S3Object `json:"invoice"`
-	UPO                            *storedUPO    `json:"upo,omitempty"`
-	QRCodeURL                      string        `json:"qrCodeUrl,omitempty"`
-	StatusCode                     int           `json:"statusCode"`
-	StatusDescription              string        `json:"statusDescription"`
-	RecordedAt                     time.Time     `json:"recordedAt"`
-}
-
-type storedUPO struct {
-	Key  string `json:"key"`
-	Hash string `json:"hash,omitempty"` // Base64 SHA-256 of the UPO document
-}
-
-// report is the JSON document stored next to an invoice that was not accepted.
-type report struct {
-	Status     string           `json:"status"` // rejected, invalid, failed
-	Error      string           `json:"error"`
-	Reason     flow.Reason      `json:"reason"`
-	NIP        string           `json:"nip"`
-	Invoice    flow.S3Object    `json:"invoice"`
-	Submission *flow.Submission `json:"submission,omitempty"`
-	RecordedAt time.Time        `json:"recordedAt"`
-}
-
-func (h *handler) result(in flow.PollInput, status string, st *ksef.InvoiceStatus) result {
-	sub := in.Submission
-	return result{
-		Status:                 status,
-		NIP:                    in.NIP,
-		KSeFNumber:             st.KSeFNumber,
-		InvoiceNumber:          sub.InvoiceNumber,
-		IssueDate:              sub.IssueDate,
-		AcquisitionDate:        st.AcquisitionDate,
-		InvoicingDate:          st.InvoicingDate,
-		PermanentStorageDate:   st.PermanentStorageDate,
-		InvoicingMode:          st.InvoicingMode,
-		SessionReferenceNumber: sub.SessionReferenceNumber,
-		InvoiceReferenceNumber: sub.InvoiceReferenceNumber,
-		InvoiceHash:            sub.InvoiceHash,
-		InvoiceSize:            sub.InvoiceSize,
-		Invoice:                in.Invoice,
-		StatusCode:             st.Status.Code,
-		StatusDescription:      st.Status.Description,
-		RecordedAt:             h.now().UTC(),
-	}
-}
-
-// qr returns the invoice's verification link (QR code I), or "" if the submission lacks what
-// it needs.
-func (h *handler) qr(client statusClient, in flow.PollInput) string {
-	issued, err := time.Parse(time.DateOnly, in.Submission.IssueDate)
-	if err != nil {
-		return ""
-	}
-	u, err := ksef.VerificationURLFromHash(client.QRBaseURL(), in.NIP, issued, in.Submission.InvoiceHash)
-	if err != nil {
-		return ""
-	}
-	return u
-}
-
-// key names a result object: the result prefix, the invoice's key, a suffix. Results live under
-// their own prefix so that writing them never starts another execution.
-func (h *handler) key(obj flow.S3Object, suffix string) string {
-	return h.resultPrefix + obj.Key + suffix
-}
-
-func (h *handler) putJSON(ctx context.Context, key string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", key, err)
-	}
-	return h.put(ctx, key, "application/json", append(b, '\n'))
-}
-
-func (h *handler) put(ctx context.Context, key, contentType string, body []byte) error {
-	_, err := h.objects.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:      aws.String(h.bucket),
-		Key:         aws.String(key),
-		Body:        bytes.NewReader(body),
-		ContentType: aws.String(contentType),
-	})
-	if err != nil {
-		return fmt.Errorf("store s3://%s/%s: %w", h.bucket, key, err)
-	}
-	return nil
+// documents writes the documents stored next to invoices (internal/results): results live
+// under their own prefix so that writing them never starts another execution.
+func (h *handler) documents() *results.Store {
+	return results.NewStore(h.objects, h.bucket, h.resultPrefix)
 }
 
 // invoiceWait is the wait before the next invoice status call: quick at first, then every 5 s.

@@ -512,6 +512,43 @@ func TestHandleAuth(t *testing.T) {
 	}
 }
 
+// TestHandleAuthReadsTheState: this environment still holds in memory an access token that KSeF
+// refused; another execution has dropped it and started a login. The authentication poll must
+// follow that login, not answer ready from memory.
+func TestHandleAuthReadsTheState(t *testing.T) {
+	e := newEnv(t)
+	e.sm.set(t, stateSecret, secrets.State{
+		AccessToken:  ksef.Token{Token: accessToken, ValidUntil: t0.Add(10 * time.Minute)},
+		RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(7 * 24 * time.Hour)},
+	})
+	if _, err := e.h.store.AccessToken(t.Context(), nip, e.ksef); err != nil { // an earlier poll
+		t.Fatal(err)
+	}
+	e.sm.set(t, stateSecret, secrets.State{PendingAuth: &secrets.PendingAuth{
+		ReferenceNumber:     authRef,
+		AuthenticationToken: ksef.Token{Token: authToken, ValidUntil: t0.Add(9 * time.Minute)},
+		StartedAt:           t0.Add(-5 * time.Second),
+		Method:              secrets.AuthToken,
+	}})
+	e.ksef.authStatus = func(ref string, at ksef.Secret) (*ksef.AuthStatus, error) {
+		if ref != authRef || at != authToken {
+			t.Errorf("status of %s, want %s with its authentication token", ref, authRef)
+		}
+		return &ksef.AuthStatus{Status: ksef.Status{Code: 100, Description: "Uwierzytelnianie w toku"}}, nil
+	}
+
+	out, err := e.h.Handle(t.Context(), flow.PollInput{Kind: flow.PollAuth, NIP: nip, Attempt: 1})
+
+	want := flow.AuthState{ReferenceNumber: authRef, Method: "token", WaitSeconds: 1, Attempt: 2, StatusCode: 100}
+	if err != nil || out != want {
+		t.Errorf("Handle = %+v, %v; want %+v (the login followed)", out, err, want)
+	}
+	if !slices.Equal(e.ksef.calls, []string{"AuthStatus"}) {
+		t.Errorf("KSeF calls %v, want [AuthStatus]", e.ksef.calls)
+	}
+	assertNoSecrets(t, e, out, err)
+}
+
 func submission() *flow.Submission {
 	return &flow.Submission{
 		SessionReferenceNumber: sessionRef,

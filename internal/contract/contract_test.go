@@ -37,10 +37,20 @@ func readRepoFile(t *testing.T, name string) []byte {
 
 // ---- The definition ----------------------------------------------------------------------
 
-// definition is a JSONPath Amazon States Language definition, as far as these tests model it.
+// definition is a JSONPath Amazon States Language definition, as far as these tests model it
+// (also the ItemProcessor of an inline Map state).
 type definition struct {
 	StartAt string
 	States  map[string]*state
+}
+
+// definitions are the repository's state machine definitions and their execution inputs.
+var definitions = []struct {
+	file  string
+	input reflect.Type
+}{
+	{"statemachine.asl.json", reflect.TypeFor[flow.Input]()},
+	{"batch.asl.json", reflect.TypeFor[flow.BatchInput]()},
 }
 
 type state struct {
@@ -59,8 +69,12 @@ type state struct {
 	CausePath      string
 	Error          string
 	Cause          string
+	ItemsPath      string
+	ItemSelector   map[string]any
+	MaxConcurrency *float64
 
 	resultPathRaw json.RawMessage
+	processor     *definition // a Map state's ItemProcessor
 }
 
 type retrier struct {
@@ -107,6 +121,7 @@ var stateFields = map[string][]string{
 	"Wait":    {"SecondsPath"},
 	"Succeed": {},
 	"Fail":    {"Error", "Cause", "ErrorPath", "CausePath"},
+	"Map":     {"ItemsPath", "ItemSelector", "ItemProcessor", "MaxConcurrency", "ResultPath", "Retry", "Catch"},
 }
 
 func parseDefinition(data []byte) (*definition, error) {
@@ -124,8 +139,13 @@ func parseDefinition(data []byte) (*definition, error) {
 	if top.QueryLanguage != "" && top.QueryLanguage != "JSONPath" {
 		return nil, fmt.Errorf("QueryLanguage %s is not modelled by these tests", top.QueryLanguage)
 	}
-	def := &definition{StartAt: top.StartAt, States: map[string]*state{}}
-	for name, raw := range top.States {
+	return parseStates(top.StartAt, top.States)
+}
+
+// parseStates parses the states of a definition or of a Map state's ItemProcessor.
+func parseStates(startAt string, states map[string]json.RawMessage) (*definition, error) {
+	def := &definition{StartAt: startAt, States: map[string]*state{}}
+	for name, raw := range states {
 		var keys map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &keys); err != nil {
 			return nil, fmt.Errorf("state %s: %w", name, err)
@@ -143,6 +163,13 @@ func parseDefinition(data []byte) (*definition, error) {
 				return nil, fmt.Errorf("state %s: field %s is not modelled by these tests", name, k)
 			}
 		}
+		if st.Type == "Map" {
+			p, err := parseProcessor(keys["ItemProcessor"])
+			if err != nil {
+				return nil, fmt.Errorf("state %s: %w", name, err)
+			}
+			st.processor = p
+		}
 		def.States[name] = st
 	}
 	if _, ok := def.States[def.StartAt]; !ok {
@@ -151,19 +178,62 @@ func parseDefinition(data []byte) (*definition, error) {
 	return def, nil
 }
 
-func repoDefinition(t *testing.T) *definition {
-	t.Helper()
-	def, err := parseDefinition(readRepoFile(t, "statemachine.asl.json"))
+// parseProcessor parses an inline Map state's ItemProcessor (a distributed Map, with its item
+// reader and child executions, is not modelled).
+func parseProcessor(raw json.RawMessage) (*definition, error) {
+	if raw == nil {
+		return nil, errors.New("a Map state without ItemProcessor is not modelled by these tests")
+	}
+	var p struct {
+		Comment         string
+		ProcessorConfig struct{ Mode string }
+		StartAt         string
+		States          map[string]json.RawMessage
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("ItemProcessor: %w", err)
+	}
+	if p.ProcessorConfig.Mode != "" && p.ProcessorConfig.Mode != "INLINE" {
+		return nil, fmt.Errorf("ItemProcessor mode %s is not modelled by these tests", p.ProcessorConfig.Mode)
+	}
+	def, err := parseStates(p.StartAt, p.States)
 	if err != nil {
-		t.Fatalf("statemachine.asl.json: %v", err)
+		return nil, fmt.Errorf("ItemProcessor: %w", err)
+	}
+	return def, nil
+}
+
+// all returns every state, those of Map states' processors too, named "Map/State".
+func (def *definition) all() map[string]*state {
+	out := map[string]*state{}
+	for name, st := range def.States {
+		out[name] = st
+		if st.processor != nil {
+			for inner, ist := range st.processor.all() {
+				out[name+"/"+inner] = ist
+			}
+		}
+	}
+	return out
+}
+
+func repoDefinition(t *testing.T, file string) *definition {
+	t.Helper()
+	def, err := parseDefinition(readRepoFile(t, file))
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
 	return def
 }
 
+// tasks returns the names of the Task states, in Map states' processors too.
 func (def *definition) tasks() []string {
+	all := def.all()
 	var names []string
-	for _, name := range sortedKeys(def.States) {
-		if def.States[name].Type == "Task" {
+	for _, name := range sortedKeys(all) {
+		if all[name].Type == "Task" {
 			names = append(names, name)
 		}
 	}
@@ -276,6 +346,7 @@ var flowTypes = map[string]reflect.Type{
 	"Submission":     reflect.TypeFor[flow.Submission](),
 	"PollInput":      reflect.TypeFor[flow.PollInput](),
 	"PollResult":     reflect.TypeFor[flow.PollResult](),
+	"BatchRequest":   reflect.TypeFor[flow.BatchRequest](),
 }
 
 // dynamicOutputs says what a function whose Handle returns any gives back, by the value of
@@ -288,6 +359,11 @@ var dynamicOutputs = map[string]struct {
 		flow.PollAuth:    reflect.TypeFor[flow.AuthState](),
 		flow.PollInvoice: reflect.TypeFor[flow.PollResult](),
 		flow.PollFailure: reflect.TypeFor[flow.PollResult](),
+	}},
+	"batch": {"action", map[string]reflect.Type{
+		flow.BatchSend:    reflect.TypeFor[flow.BatchSendResult](),
+		flow.BatchPoll:    reflect.TypeFor[flow.BatchPollResult](),
+		flow.BatchRelease: reflect.TypeFor[flow.BatchSendResult](),
 	}},
 }
 
@@ -366,12 +442,12 @@ func handlerTypes(name string) (in, out string, err error) {
 	return "", "", fmt.Errorf("%s: no Handle method", path)
 }
 
-// repoFunctions resolves the definition's substitutions to the template's functions; it fails
+// repoFunctions resolves a definition's substitutions to the template's functions; it fails
 // the test on anything it cannot resolve (TestSubstitutions says what exactly).
-func repoFunctions(t *testing.T) map[string]function {
+func repoFunctions(t *testing.T, file string) map[string]function {
 	t.Helper()
 	tpl := repoTemplate(t)
-	sm := stateMachine(t, tpl)
+	sm := stateMachine(t, tpl, file)
 	subs, _ := get(sm, "Properties", "DefinitionSubstitutions").(map[string]any)
 	fns := map[string]function{}
 	for sub, v := range subs {
@@ -389,21 +465,28 @@ func repoFunctions(t *testing.T) map[string]function {
 	return fns
 }
 
-// stateMachine returns the template's one state machine resource for statemachine.asl.json.
-func stateMachine(t *testing.T, tpl map[string]any) map[string]any {
+// stateMachine returns the template's one state machine resource for the definition file.
+func stateMachine(t *testing.T, tpl map[string]any, file string) map[string]any {
 	t.Helper()
-	var found []map[string]any
+	_, sm := stateMachineID(t, tpl, file)
+	return sm
+}
+
+// stateMachineID returns the logical id and the resource of the state machine for file.
+func stateMachineID(t *testing.T, tpl map[string]any, file string) (string, map[string]any) {
+	t.Helper()
+	var ids []string
 	resources, _ := tpl["Resources"].(map[string]any)
-	for _, r := range resources {
+	for id, r := range resources {
 		r, _ := r.(map[string]any)
-		if get(r, "Type") == "AWS::Serverless::StateMachine" && get(r, "Properties", "DefinitionUri") == "statemachine.asl.json" {
-			found = append(found, r)
+		if get(r, "Type") == "AWS::Serverless::StateMachine" && get(r, "Properties", "DefinitionUri") == file {
+			ids = append(ids, id)
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("%d state machines with DefinitionUri statemachine.asl.json in template.yaml, want 1", len(found))
+	if len(ids) != 1 {
+		t.Fatalf("%d state machines with DefinitionUri %s in template.yaml, want 1", len(ids), file)
 	}
-	return found[0]
+	return ids[0], resources[ids[0]].(map[string]any)
 }
 
 // functionTimeout is a function's Timeout, or the Globals' (3 s, Lambda's default, if neither).
@@ -460,39 +543,15 @@ func TestErrorNames(t *testing.T) {
 		t.Errorf("flow.ErrorNames() = %v, want the errorType names of the flow error types %v", got, names)
 	}
 
-	def := repoDefinition(t)
 	checked := 0
-	for _, name := range sortedKeys(def.States) {
-		st := def.States[name]
-		for i, r := range st.Retry {
-			for _, e := range r.ErrorEquals {
-				checked++
-				if err := checkErrorName(e); err != nil {
-					t.Errorf("%s Retry[%d]: %v", name, i, err)
-				}
-			}
-		}
-		for i, c := range st.Catch {
-			for _, e := range c.ErrorEquals {
-				checked++
-				if err := checkErrorName(e); err != nil {
-					t.Errorf("%s Catch[%d]: %v", name, i, err)
-				}
-			}
-		}
-		// Pass states that stand in for a caught error (a polling limit reached) and Fail
-		// states must use the same names.
-		for _, v := range []any{get(st.Parameters, "Error"), get(st.Result, "Error"), st.Error} {
-			if e, ok := v.(string); ok && e != "" {
-				checked++
-				if err := checkErrorName(e); err != nil {
-					t.Errorf("%s Error: %v", name, err)
-				}
-			}
+	for _, d := range definitions {
+		all := repoDefinition(t, d.file).all()
+		for _, name := range sortedKeys(all) {
+			checked += checkStateErrorNames(t, d.file+" "+name, all[name])
 		}
 	}
 	if checked == 0 {
-		t.Error("no error name in the definition: nothing checked")
+		t.Error("no error name in the definitions: nothing checked")
 	}
 	for _, e := range []string{"RetryableError", "States.Timeout", "Lambda.Unknown", "Lambda.TooManyRequestsException"} {
 		if err := checkErrorName(e); err != nil {
@@ -506,16 +565,55 @@ func TestErrorNames(t *testing.T) {
 	}
 }
 
+// checkStateErrorNames checks the error names a state uses and returns how many it checked.
+func checkStateErrorNames(t *testing.T, name string, st *state) int {
+	t.Helper()
+	checked := 0
+	for i, r := range st.Retry {
+		for _, e := range r.ErrorEquals {
+			checked++
+			if err := checkErrorName(e); err != nil {
+				t.Errorf("%s Retry[%d]: %v", name, i, err)
+			}
+		}
+	}
+	for i, c := range st.Catch {
+		for _, e := range c.ErrorEquals {
+			checked++
+			if err := checkErrorName(e); err != nil {
+				t.Errorf("%s Catch[%d]: %v", name, i, err)
+			}
+		}
+	}
+	// Pass states that stand in for a caught error (a polling limit reached) and Fail
+	// states must use the same names.
+	for _, v := range []any{get(st.Parameters, "Error"), get(st.Result, "Error"), st.Error} {
+		if e, ok := v.(string); ok && e != "" {
+			checked++
+			if err := checkErrorName(e); err != nil {
+				t.Errorf("%s Error: %v", name, err)
+			}
+		}
+	}
+	return checked
+}
+
 var substitution = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 func TestSubstitutions(t *testing.T) {
-	raw := readRepoFile(t, "statemachine.asl.json")
+	for _, d := range definitions {
+		t.Run(d.file, func(t *testing.T) { checkSubstitutions(t, d.file) })
+	}
+}
+
+func checkSubstitutions(t *testing.T, file string) {
+	raw := readRepoFile(t, file)
 	used := map[string]bool{}
 	for _, m := range substitution.FindAllSubmatch(raw, -1) {
 		used[string(m[1])] = true
 	}
 	tpl := repoTemplate(t)
-	sm := stateMachine(t, tpl)
+	sm := stateMachine(t, tpl, file)
 	subs, _ := get(sm, "Properties", "DefinitionSubstitutions").(map[string]any)
 	for _, name := range sortedKeys(used) {
 		if _, ok := subs[name]; !ok {
@@ -573,12 +671,13 @@ func invokablePolicies(sm map[string]any) map[string]bool {
 // permission for the rule, or a SAM event source.
 func TestFunctions(t *testing.T) {
 	tpl := repoTemplate(t)
-	sm := stateMachine(t, tpl)
-	subs, _ := get(sm, "Properties", "DefinitionSubstitutions").(map[string]any)
 	inDefinition := map[string]bool{}
-	for _, v := range subs {
-		if id, ok := getAttArn(v); ok {
-			inDefinition[id] = true
+	for _, d := range definitions {
+		subs, _ := get(stateMachine(t, tpl, d.file), "Properties", "DefinitionSubstitutions").(map[string]any)
+		for _, v := range subs {
+			if id, ok := getAttArn(v); ok {
+				inDefinition[id] = true
+			}
 		}
 	}
 	makefile := string(readRepoFile(t, "Makefile"))
@@ -748,8 +847,15 @@ func TestEntryPoint(t *testing.T) {
 // capped, fully jittered backoff; what retrying cannot fix is not retried; anything else is
 // caught; and Step Functions does not give up on a function that is still running.
 func TestTaskResilience(t *testing.T) {
-	def := repoDefinition(t)
-	fns := repoFunctions(t)
+	for _, d := range definitions {
+		t.Run(d.file, func(t *testing.T) { checkTaskResilience(t, d.file) })
+	}
+}
+
+func checkTaskResilience(t *testing.T, file string) {
+	def := repoDefinition(t, file)
+	all := def.all()
+	fns := repoFunctions(t, file)
 	transient := []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException", "RetryableError"}
 	// Repeating these gains nothing (a rejection, bad input, refused credentials), or ignores
 	// KSeF's Retry-After (RateLimitedError, which the Catch turns into a Wait).
@@ -759,7 +865,7 @@ func TestTaskResilience(t *testing.T) {
 		t.Fatal("no Task states")
 	}
 	for _, name := range tasks {
-		st := def.States[name]
+		st := all[name]
 		retried := map[string]bool{}
 		if len(st.Retry) == 0 {
 			t.Errorf("%s has no Retry", name)
@@ -810,8 +916,14 @@ func TestTaskResilience(t *testing.T) {
 // and checks every path it reads against what can be there when it is read, and every
 // Parameters object it sends against the function's Go input type.
 func TestDataFlow(t *testing.T) {
-	def := repoDefinition(t)
-	fns := repoFunctions(t)
+	for _, d := range definitions {
+		t.Run(d.file, func(t *testing.T) { checkDataFlow(t, d.file, d.input) })
+	}
+}
+
+func checkDataFlow(t *testing.T, file string, input reflect.Type) {
+	def := repoDefinition(t, file)
+	fns := repoFunctions(t, file)
 	a := newAnalyzer(def, func(name string, st *state, params *shape) (reflect.Type, reflect.Type, error) {
 		fn, ok := fns[strings.TrimSuffix(strings.TrimPrefix(st.Resource, "${"), "}")]
 		if !ok {
@@ -819,7 +931,7 @@ func TestDataFlow(t *testing.T) {
 		}
 		return fn.types(params)
 	})
-	a.run(shapeOfType(reflect.TypeFor[flow.Input](), "the execution input (flow.Input)"))
+	a.run(shapeOfType(input, "the execution input ("+input.String()+")"))
 	for _, p := range sortedKeys(a.problems) {
 		t.Error(p)
 	}
@@ -911,11 +1023,88 @@ func TestAnalyzer(t *testing.T) {
 	}
 }
 
+// TestAnalyzerMap shows that the data-flow check follows an inline Map state into its
+// processor: the items' element type, $$.Map.Item.Value in the ItemSelector, the processor's
+// own states.
+func TestAnalyzerMap(t *testing.T) {
+	type item struct {
+		Name string `json:"name"`
+		Note string `json:"note,omitempty"`
+	}
+	type listOut struct {
+		Items []item `json:"items"`
+		Count int    `json:"count"`
+	}
+	type useIn struct {
+		Name string `json:"name"`
+	}
+	task := func(name string, _ *state, _ *shape) (reflect.Type, reflect.Type, error) {
+		if name == "List" {
+			return reflect.TypeFor[struct{}](), reflect.TypeFor[listOut](), nil
+		}
+		return reflect.TypeFor[useIn](), reflect.TypeFor[struct{}](), nil
+	}
+	def := func(itemsPath, selector, processor, after string) string {
+		return `{"StartAt":"List","States":{
+			"List":{"Type":"Task","Resource":"f","Parameters":{},"ResultPath":"$.list","Next":"Each"},
+			"Each":{"Type":"Map","ItemsPath":"` + itemsPath + `","ItemSelector":` + selector + `,"ResultPath":"$.done","Next":"After",
+				"ItemProcessor":{"ProcessorConfig":{"Mode":"INLINE"},"StartAt":"Use","States":{` + processor + `}}},
+			"After":{"Type":"Pass","Parameters":{"any.$":` + after + `},"ResultPath":"$.summary","Next":"End"},
+			"End":{"Type":"Succeed"}}}`
+	}
+	use := `"Use":{"Type":"Task","Resource":"f","Parameters":{"name.$":"$.name"},"ResultPath":null,"Next":"Ok"},"Ok":{"Type":"Pass","Result":"ok","End":true}`
+	contains := `"States.ArrayContains($.done, 'ok')"`
+	tests := []struct {
+		name string
+		def  string
+		want []string
+	}{
+		{"consistent", def("$.list.items", `{"name.$":"$$.Map.Item.Value.name"}`, use, contains), nil},
+		{"element field the type lacks", def("$.list.items", `{"name.$":"$$.Map.Item.Value.title"}`, use, contains),
+			[]string{`Each: reads $.title: an element of the output of List (contract.listOut).items has no field "title"`}},
+		{"element field that may be omitted", def("$.list.items", `{"name.$":"$$.Map.Item.Value.note"}`, use, contains),
+			[]string{`field "note" of an element of the output of List`}},
+		{"processor reads what its input lacks", def("$.list.items", `{"title.$":"$$.Map.Item.Value.name"}`, use, contains),
+			[]string{`Each/Use: reads $.name: Each's ItemSelector has no field "name"`}},
+		{"items not an array", def("$.list", `{"name.$":"$.list.count"}`, use, contains),
+			[]string{"Each: ItemsPath $.list is the output of List (contract.listOut), a object, not an array"}},
+		{"processor state never reached", def("$.list.items", `{"name.$":"$$.Map.Item.Value.name"}`, use+`,"Orphan":{"Type":"Succeed"}`, contains),
+			[]string{"Each/Orphan: never reached"}},
+		{"ArrayContains of a non-array", def("$.list.items", `{"name.$":"$$.Map.Item.Value.name"}`, use, `"States.ArrayContains($.list.count, 'ok')"`),
+			[]string{"After: States.ArrayContains($.list.count, 'ok'): argument the output of List (contract.listOut).count is a number, not an array"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := parseDefinition([]byte(tt.def))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, tt.def)
+			}
+			a := newAnalyzer(d, task)
+			a.run(objectShape("the execution input"))
+			got := sortedKeys(a.problems)
+			if len(tt.want) == 0 && len(got) > 0 {
+				t.Errorf("problems %q, want none", got)
+			}
+			for _, w := range tt.want {
+				if !slices.ContainsFunc(got, func(p string) bool { return strings.Contains(p, w) }) {
+					t.Errorf("problems %q, want one containing %q", got, w)
+				}
+			}
+			if !slices.Contains(sortedKeys(d.all()), "Each/Use") {
+				t.Errorf("all() = %q, want the processor's states as Each/<name>", sortedKeys(d.all()))
+			}
+		})
+	}
+}
+
 func TestParseDefinitionRejectsUnmodelledFields(t *testing.T) {
 	for _, d := range []string{
 		`{"StartAt":"A","States":{"A":{"Type":"Pass","InputPath":"$.x","End":true}}}`,
 		`{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"f","ResultSelector":{},"End":true}}}`,
 		`{"StartAt":"A","States":{"A":{"Type":"Map","End":true}}}`,
+		`{"StartAt":"A","States":{"A":{"Type":"Map","ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED"},"StartAt":"B","States":{"B":{"Type":"Succeed"}}},"End":true}}}`,
+		`{"StartAt":"A","States":{"A":{"Type":"Map","ItemProcessor":{"StartAt":"B","States":{"B":{"Type":"Pass","InputPath":"$","End":true}}},"End":true}}}`,
+		`{"StartAt":"A","States":{"A":{"Type":"Parallel","Branches":[],"End":true}}}`,
 		`{"StartAt":"A","QueryLanguage":"JSONata","States":{"A":{"Type":"Pass","End":true}}}`,
 		`{"StartAt":"B","States":{"A":{"Type":"Pass","End":true}}}`,
 	} {
@@ -989,7 +1178,6 @@ func TestSecretLike(t *testing.T) {
 // definition writes (Parameters, Results, ResultPaths, the paths it reads) and every field of
 // what the functions return into it.
 func TestNoSecretsInState(t *testing.T) {
-	def := repoDefinition(t)
 	var names []string
 	var walk func(where string, v any)
 	walk = func(where string, v any) {
@@ -1009,23 +1197,10 @@ func TestNoSecretsInState(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range sortedKeys(def.States) {
-		st := def.States[name]
-		walk(name+" Parameters", st.Parameters)
-		walk(name+" Result", st.Result)
-		if p, _ := st.resultPath(); p != "" {
-			walk(name+" ResultPath", p)
-		}
-		for _, c := range st.Catch {
-			if p, _ := c.resultPath(); p != "" {
-				walk(name+" Catch ResultPath", p)
-			}
-		}
-		for _, p := range []string{st.SecondsPath, st.ErrorPath, st.CausePath} {
-			walk(name, p)
-		}
-		for _, ch := range st.Choices {
-			walk(name+" Choices", ch["Variable"])
+	for _, d := range definitions {
+		all := repoDefinition(t, d.file).all()
+		for _, name := range sortedKeys(all) {
+			walkState(walk, d.file+" "+name, all[name])
 		}
 	}
 	var fields func(where string, s *shape)
@@ -1039,6 +1214,12 @@ func TestNoSecretsInState(t *testing.T) {
 		}
 	}
 	for _, typ := range flowTypes {
+		fields(typ.String(), shapeOfType(typ, typ.String()))
+	}
+	for _, d := range definitions {
+		fields(d.input.String(), shapeOfType(d.input, d.input.String()))
+	}
+	for _, typ := range dynamicOutputs["batch"].types {
 		fields(typ.String(), shapeOfType(typ, typ.String()))
 	}
 	fields("caught error", caughtError(flow.ErrorNames()))
@@ -1055,9 +1236,30 @@ func TestNoSecretsInState(t *testing.T) {
 	}
 }
 
+// walkState feeds walk every name a state writes or reads.
+func walkState(walk func(where string, v any), name string, st *state) {
+	walk(name+" Parameters", st.Parameters)
+	walk(name+" ItemSelector", st.ItemSelector)
+	walk(name+" Result", st.Result)
+	if p, _ := st.resultPath(); p != "" {
+		walk(name+" ResultPath", p)
+	}
+	for _, c := range st.Catch {
+		if p, _ := c.resultPath(); p != "" {
+			walk(name+" Catch ResultPath", p)
+		}
+	}
+	for _, p := range []string{st.SecondsPath, st.ErrorPath, st.CausePath, st.ItemsPath} {
+		walk(name, p)
+	}
+	for _, ch := range st.Choices {
+		walk(name+" Choices", ch)
+	}
+}
+
 // TestHandlerTypes checks that the functions' Handle methods are read correctly.
 func TestHandlerTypes(t *testing.T) {
-	want := map[string][2]string{"challenge": {"ChallengeInput", "AuthState"}, "send": {"SendInput", "Submission"}, "poll": {"PollInput", "any"}}
+	want := map[string][2]string{"challenge": {"ChallengeInput", "AuthState"}, "send": {"SendInput", "Submission"}, "poll": {"PollInput", "any"}, "batch": {"BatchRequest", "any"}}
 	for name, w := range want {
 		in, out, err := handlerTypes(name)
 		if err != nil || in != w[0] || out != w[1] {

@@ -38,6 +38,7 @@ type shape struct {
 	open    bool              // kindObject with keys not known in advance (a Go map)
 	literal any               // the value, when the definition fixes it: string, float64 or bool
 	encoded *shape            // kindString holding JSON of this shape (for States.StringToJson)
+	elem    *shape            // kindArray: the shape of every element, when known
 	origin  string            // what the value is, for messages
 }
 
@@ -71,6 +72,11 @@ func (s *shape) writeKey(b *strings.Builder) {
 		b.WriteString("<")
 		s.encoded.writeKey(b)
 		b.WriteString(">")
+	}
+	if s.elem != nil {
+		b.WriteString("[")
+		s.elem.writeKey(b)
+		b.WriteString("]")
 	}
 	if s.kind == kindObject {
 		b.WriteString("{")
@@ -123,7 +129,7 @@ func shapeOfType(t reflect.Type, origin string) *shape {
 		if t.Elem().Kind() == reflect.Uint8 {
 			return &shape{kind: kindString, origin: origin} // Base64
 		}
-		return &shape{kind: kindArray, origin: origin}
+		return &shape{kind: kindArray, elem: shapeOfType(t.Elem(), "an element of "+origin), origin: origin}
 	case reflect.Array:
 		return &shape{kind: kindArray, origin: origin}
 	case reflect.Map:
@@ -336,10 +342,15 @@ type analyzer struct {
 	problems map[string]bool
 	visited  map[string]bool
 	reads    int // paths checked
+	// maps walks the processors of the definition's Map states, by state name, with every
+	// iteration input the walk meets.
+	maps map[string]*analyzer
+	// item is the shape of $$.Map.Item.Value while a Map state's ItemSelector is evaluated.
+	item *shape
 }
 
 func newAnalyzer(def *definition, task taskTypes) *analyzer {
-	return &analyzer{def: def, task: task, problems: map[string]bool{}, visited: map[string]bool{}}
+	return &analyzer{def: def, task: task, problems: map[string]bool{}, visited: map[string]bool{}, maps: map[string]*analyzer{}}
 }
 
 func (a *analyzer) problem(state, format string, args ...any) {
@@ -349,8 +360,32 @@ func (a *analyzer) problem(state, format string, args ...any) {
 // maxWalk bounds the walk; the pipeline's definition needs a few thousand steps.
 const maxWalk = 200_000
 
-// run walks from StartAt with the execution input shaped as input.
+// run walks from StartAt with the execution input shaped as input, then reports the states
+// (also of Map processors) that no way reaches.
 func (a *analyzer) run(input *shape) {
+	a.walk(input)
+	a.finish("")
+}
+
+// finish reports unreached states and takes in the problems of the Map processors' walks.
+func (a *analyzer) finish(prefix string) {
+	for _, name := range sortedKeys(a.def.States) {
+		if !a.visited[name] {
+			a.problem(prefix+name, "never reached")
+		}
+	}
+	for _, name := range sortedKeys(a.maps) {
+		sub := a.maps[name]
+		sub.finish("")
+		for p := range sub.problems {
+			a.problems[prefix+name+"/"+p] = true
+		}
+		a.reads += sub.reads
+	}
+}
+
+// walk follows every way from StartAt with the input shaped as input.
+func (a *analyzer) walk(input *shape) {
 	type item struct {
 		state string
 		data  *shape
@@ -378,11 +413,6 @@ func (a *analyzer) run(input *shape) {
 			queue = append(queue, item(next))
 		}
 	}
-	for _, name := range sortedKeys(a.def.States) {
-		if !a.visited[name] {
-			a.problem(name, "never reached")
-		}
-	}
 }
 
 type transition struct {
@@ -392,6 +422,9 @@ type transition struct {
 
 func (a *analyzer) read(state string, in *shape, p string) (*shape, bool) {
 	a.reads++
+	if rest, ok := strings.CutPrefix(p, "$$.Map.Item.Value"); ok && a.item != nil {
+		in, p = a.item, "$"+rest
+	}
 	s, err := lookup(in, p)
 	if err != nil {
 		a.problem(state, "reads %v", err)
@@ -489,11 +522,51 @@ func (a *analyzer) step(name string, in *shape) []transition {
 				a.problem(name, "%s is %s, a %s, not a string", p, s.origin, s.kind)
 			}
 		}
+	case "Map":
+		res := a.mapState(name, st, in)
+		p, discard := st.resultPath()
+		next(st.Next, a.write(name, in, p, discard, res))
+		for _, c := range st.Catch {
+			p, discard := c.resultPath()
+			next(c.Next, a.write(name, in, p, discard, caughtError(c.ErrorEquals)))
+		}
 	case "Succeed":
 	default:
 		a.problem(name, "state type %q is not modelled by this test", st.Type)
 	}
 	return out
+}
+
+// mapState walks an inline Map state's processor with the iteration input that its
+// ItemSelector builds from an element of the array at ItemsPath ($$.Map.Item.Value), and
+// returns the shape of the Map's result: an array of what the iterations return.
+func (a *analyzer) mapState(name string, st *state, in *shape) *shape {
+	itemsPath := st.ItemsPath
+	if itemsPath == "" {
+		itemsPath = "$"
+	}
+	items, ok := a.read(name, in, itemsPath)
+	elem := anyShape
+	switch {
+	case !ok, items.kind == kindAny:
+	case items.kind != kindArray:
+		a.problem(name, "ItemsPath %s is %s, a %s, not an array", itemsPath, items.origin, items.kind)
+	case items.elem != nil:
+		elem = items.elem
+	}
+	iteration := elem
+	if st.ItemSelector != nil {
+		a.item = elem
+		iteration = a.params(name, st.ItemSelector, in, name+"'s ItemSelector")
+		a.item = nil
+	}
+	sub, ok := a.maps[name]
+	if !ok {
+		sub = newAnalyzer(st.processor, a.task)
+		a.maps[name] = sub
+	}
+	sub.walk(iteration)
+	return &shape{kind: kindArray, origin: "the results of " + name}
 }
 
 // params evaluates Parameters (or a nested object of them) against the state input.
@@ -525,6 +598,10 @@ func (a *analyzer) eval(state, expr string, in *shape) *shape {
 		s, _ := a.read(state, in, expr)
 		return s
 	}
+	if len(expr) >= 2 && strings.HasPrefix(expr, "'") && strings.HasSuffix(expr, "'") {
+		lit := strings.ReplaceAll(expr[1:len(expr)-1], `\'`, "'")
+		return &shape{kind: kindString, literal: lit, origin: expr}
+	}
 	m := intrinsicCall.FindStringSubmatch(expr)
 	if m == nil {
 		if f, err := strconv.ParseFloat(expr, 64); err == nil {
@@ -545,6 +622,13 @@ func (a *analyzer) eval(state, expr string, in *shape) *shape {
 			}
 		}
 		return &shape{kind: kindNumber, origin: expr}
+	case "States.ArrayContains":
+		if len(args) != 2 {
+			a.problem(state, "%s takes two arguments", expr)
+		} else if s := args[0]; s.kind != kindArray && s.kind != kindAny {
+			a.problem(state, "%s: argument %s is a %s, not an array", expr, s.origin, s.kind)
+		}
+		return &shape{kind: kindBoolean, origin: expr}
 	case "States.StringToJson":
 		if len(args) != 1 {
 			a.problem(state, "%s takes one argument", expr)

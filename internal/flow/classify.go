@@ -36,10 +36,7 @@ func Classify(stage string, err error) error {
 	var apiErr *ksef.APIError
 	var invErr *ksef.InvoiceError
 	var netErr net.Error
-	switch {
-	case errors.As(err, &invErr):
-		return &BadInputError{Reason: r, Err: err}
-	case errors.As(err, &apiErr):
+	if errors.As(err, &apiErr) {
 		r.Code = apiErr.StatusCode
 		if len(apiErr.Details) > 0 {
 			r.Code = apiErr.Details[0].Code
@@ -48,6 +45,15 @@ func Classify(stage string, err error) error {
 			}
 		}
 		r.Details = trimDetails(r.Details)
+	}
+	switch {
+	case errors.As(err, &invErr):
+		return &BadInputError{Reason: r, Err: err}
+	case errors.Is(err, secrets.ErrLoginRequired), errors.Is(err, secrets.ErrInvalidCredentials), errors.Is(err, secrets.ErrNotFound):
+		// Before KSeF's status: a refresh token that KSeF refused (400 21301, 401) means "log
+		// in again", not an invoice rejected.
+		return &AuthFailedError{Reason: r, Err: err}
+	case apiErr != nil:
 		switch {
 		case errors.Is(err, ksef.ErrRateLimited):
 			r.RetryAfterSeconds = WaitSeconds(apiErr.RetryAfter)
@@ -60,8 +66,6 @@ func Classify(stage string, err error) error {
 			return &RejectedError{Reason: r, Err: err}
 		}
 		return &RetryableError{Reason: r, Err: err}
-	case errors.Is(err, secrets.ErrLoginRequired), errors.Is(err, secrets.ErrInvalidCredentials), errors.Is(err, secrets.ErrNotFound):
-		return &AuthFailedError{Reason: r, Err: err}
 	case errors.Is(err, secrets.ErrConflict),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.As(err, &netErr):

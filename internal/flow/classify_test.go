@@ -48,6 +48,10 @@ func TestClassify(t *testing.T) {
 		{"504", apiError(504), "RetryableError", 504, nil, 0},
 		{"invoice inspection", fmt.Errorf("inspect: %w", ksef.ErrInvoiceBOM), "BadInputError", 0, nil, 0},
 		{"login required", fmt.Errorf("access token: %w", secrets.ErrLoginRequired), "AuthFailedError", 0, nil, 0},
+		// A refresh token KSeF refused: log in again, the invoice is not rejected.
+		{"login required after a refused refresh", fmt.Errorf("send invoice: get access token: %w: refresh refused: %w", secrets.ErrLoginRequired,
+			apiError(400, ksef.ExceptionDetail{Code: ksef.CodeNoAuthorization, Details: []string{"Status uwierzytelniania (425) nie pozwala na odświeżenie tokenu dostępowego."}})),
+			"AuthFailedError", ksef.CodeNoAuthorization, []string{"Status uwierzytelniania (425) nie pozwala na odświeżenie tokenu dostępowego."}, 0},
 		{"invalid credentials", &secrets.CredentialsError{Field: "ksefToken", Reason: "missing"}, "AuthFailedError", 0, nil, 0},
 		{"credentials missing", fmt.Errorf("read: %w", secrets.ErrNotFound), "AuthFailedError", 0, nil, 0},
 		{"state update conflict", fmt.Errorf("update: %w", secrets.ErrConflict), "RetryableError", 0, nil, 0},

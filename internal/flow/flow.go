@@ -23,7 +23,9 @@ type ChallengeInput struct {
 	NIP     string `json:"nip"`
 	Attempt int    `json:"attempt"` // polls of the current login so far, passed through
 	// StatusCode is the last authentication status the state machine saw: 200 means the login
-	// in progress finished and its tokens can be redeemed.
+	// in progress finished and its tokens can be redeemed, or (after ReauthenticateOnce) that
+	// KSeF refused the access token the NIP was ready with. Either way the function reads the
+	// latest state rather than trusting what its execution environment remembers.
 	StatusCode int `json:"statusCode"`
 }
 

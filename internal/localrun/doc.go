@@ -55,6 +55,15 @@
 //	// in.Outcome.Action ("started", "duplicate-upload", ...), in.Outcome.InvoiceID, in.Result
 //	inv, err := st.LedgerInvoice(ctx, in.Outcome.InvoiceID) // inv.Status, inv.KSeFNumber
 //
+// Batch runs need the batch function (FunctionBatch) and Options.BatchDefinition
+// (batch.asl.json): UploadBatch puts invoices under batch/, RunBatch runs one execution of the
+// batch definition for a NIP, as the schedule starts it, and reads back, for every invoice
+// waiting under batch/, its ledger item and the documents stored next to it:
+//
+//	_, err := st.UploadBatch(ctx, "FA_3_Przyklad_1.xml", xml)
+//	run, err := st.RunBatch(ctx, localrun.DefaultNIP)
+//	// run.Execution.Status; per invoice: inv.Status(), inv.KSeFNumber(), inv.UPO, inv.Failure()
+//
 // BuildFunction and BuildCommand build the bootstraps and the emulator; FindRIE, FindMoto and
 // FindNode locate the tools and fail with ErrMissingTool when one is not installed.
 //
@@ -64,7 +73,7 @@
 // counting proxy), dummy AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, S3_FORCE_PATH_STYLE=true,
 // KSEF_ENVIRONMENT=test, KSEF_BASE_URL (the emulator's /v2 base URL),
 // KSEF_CREDENTIALS_SECRET=ksef/{nip}/credentials, KSEF_STATE_SECRET=ksef/{nip}/session,
-// INVOICE_BUCKET, RESULT_PREFIX=results/, INBOX_PREFIX=inbox/, KSEF_NIP (the first of
+// INVOICE_BUCKET, RESULT_PREFIX=results/, INBOX_PREFIX=inbox/, BATCH_PREFIX=batch/, KSEF_NIP (the first of
 // Options.NIPs), LEDGER_TABLE (Options.LedgerTable, created in moto with the template's key
 // schema), EVENT_BUS_NAME (Options.EventBus, created in moto), STATE_MACHINE_ARN and
 // AWS_ENDPOINT_URL_SFN (the local Step Functions API), LOG_LEVEL=info,

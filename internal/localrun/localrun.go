@@ -30,14 +30,15 @@ import (
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 )
 
-// Names of the pipeline's functions, as used in Options.Functions and in the definition's
-// substitutions (ChallengeFunctionArn, SendFunctionArn, PollFunctionArn), and of the S3 entry
-// point's function, which Ingest and DeliverEvent invoke.
+// Names of the pipeline's functions, as used in Options.Functions and in the definitions'
+// substitutions (ChallengeFunctionArn, SendFunctionArn, PollFunctionArn, BatchFunctionArn), and
+// of the S3 entry point's function, which Ingest and DeliverEvent invoke.
 const (
 	FunctionChallenge = "challenge"
 	FunctionSend      = "send"
 	FunctionPoll      = "poll"
 	FunctionIngest    = "ingest"
+	FunctionBatch     = "batch" // the batch runs' function (batch.asl.json), for RunBatch
 )
 
 // DefaultNIP is the seller NIP of the official sample invoices.
@@ -59,6 +60,9 @@ type Options struct {
 	Functions map[string]string
 	// Definition is the path of the ASL definition (statemachine.asl.json).
 	Definition string
+	// BatchDefinition is the path of the batch runs' definition (batch.asl.json), which
+	// RunBatch runs; empty if the stack runs no batches.
+	BatchDefinition string
 	// Substitutions adds to (or overrides) the definition substitutions. By default each
 	// function f gets "<F>FunctionArn" = arn:aws:lambda:eu-central-1:123456789012:function:f.
 	Substitutions map[string]string
@@ -268,6 +272,14 @@ func (o *Options) defaults(ctx context.Context) error {
 	if _, err := os.Stat(o.Definition); err != nil {
 		return fmt.Errorf("localrun: definition: %w", err)
 	}
+	if o.BatchDefinition != "" {
+		if o.BatchDefinition, err = filepath.Abs(o.BatchDefinition); err != nil {
+			return fmt.Errorf("localrun: batch definition path: %w", err)
+		}
+		if _, err := os.Stat(o.BatchDefinition); err != nil {
+			return fmt.Errorf("localrun: batch definition: %w", err)
+		}
+	}
 	for name, p := range o.Functions {
 		if !isExecutable(p) {
 			return fmt.Errorf("localrun: bootstrap of function %s: %s is not an executable file", name, p)
@@ -378,6 +390,7 @@ func (s *Stack) functionEnv(name string) []string {
 		"INVOICE_BUCKET":              s.opts.Bucket,
 		"RESULT_PREFIX":               ResultPrefix,
 		"INBOX_PREFIX":                InboxPrefix,
+		"BATCH_PREFIX":                BatchPrefix,
 		"KSEF_NIP":                    s.opts.NIPs[0],
 		"LEDGER_TABLE":                s.opts.LedgerTable,
 		"EVENT_BUS_NAME":              s.opts.EventBus,
@@ -531,7 +544,12 @@ func (s *Stack) RunExecution(ctx context.Context, input any) (*Execution, error)
 
 // runExecution runs an execution named name ($$.Execution.Name); "" for a random name.
 func (s *Stack) runExecution(ctx context.Context, input any, name string) (*Execution, error) {
-	j := job{DefinitionPath: s.opts.Definition, Substitutions: s.substitutions, Input: input, StateMachineName: StateMachineName, ExecutionName: name}
+	return s.runDefinition(ctx, s.opts.Definition, StateMachineName, input, name)
+}
+
+// runDefinition runs an execution of a definition, of the state machine named machine.
+func (s *Stack) runDefinition(ctx context.Context, definition, machine string, input any, name string) (*Execution, error) {
+	j := job{DefinitionPath: definition, Substitutions: s.substitutions, Input: input, StateMachineName: machine, ExecutionName: name}
 	if s.opts.WaitOverride > 0 {
 		ms := s.opts.WaitOverride.Milliseconds()
 		j.WaitTimeOverrideMs = &ms
