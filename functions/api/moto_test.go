@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -27,23 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { motoserver.Main(m) }
-
-// serialClient sends one request at a time. moto runs requests on threads without making each
-// one atomic (a DynamoDB transaction restores a copy of the table taken before its checks when
-// it fails; a conditional PutObject checks, then writes), while DynamoDB and S3 apply each
-// request atomically. Serializing the requests restores that, and the handlers still interleave
-// at request granularity as they do on AWS. moto answers only once it has processed a request,
-// so holding the lock until the response headers arrive is enough.
-type serialClient struct {
-	mu    sync.Mutex
-	inner aws.HTTPClient
-}
-
-func (c *serialClient) Do(r *http.Request) (*http.Response, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.inner.Do(r)
-}
 
 type motoStack struct {
 	h      *handler
@@ -62,7 +43,7 @@ func newMotoStack(t *testing.T) *motoStack {
 	t.Helper()
 	srv := motoserver.Start(t)
 	cfg := motoserver.AWSConfig(t, srv.Endpoint)
-	cfg.HTTPClient = &serialClient{inner: awshttp.NewBuildableClient()}
+	cfg.HTTPClient = motoserver.SerialHTTPClient()
 	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r

@@ -20,15 +20,6 @@ import (
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 )
 
-// errorType is the errorType aws-lambda-go reports for a returned error: its type's name.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 // decodeStrict decodes a stored JSON document into v, refusing unknown fields.
 func decodeStrict(t *testing.T, b []byte, v any) {
 	t.Helper()
@@ -350,8 +341,8 @@ func TestRetryAfterUploadFailure(t *testing.T) {
 	}
 	st.client.upload = once(apiError("UploadBatchParts", 503, 0))
 	_, err := st.send(execA, 0, "")
-	if errorType(err) != "RetryableError" {
-		t.Fatalf("send with a failing upload: %v (%s), want a RetryableError", err, errorType(err))
+	if flow.ErrorType(err) != "RetryableError" {
+		t.Fatalf("send with a failing upload: %v (%s), want a RetryableError", err, flow.ErrorType(err))
 	}
 	first := st.item("batch/0.xml", versions["batch/0.xml"]).SessionReferenceNumber
 
@@ -375,7 +366,7 @@ func TestRetryAfterLostCloseAnswer(t *testing.T) {
 	st := newStack(t, nil)
 	v := st.upload("batch/a.xml", invoice(t, "LOST/1"))
 	st.client.closeAfter = once(apiError("CloseBatchSession", 504, 0))
-	if _, err := st.send(execA, 0, ""); errorType(err) != "RetryableError" {
+	if _, err := st.send(execA, 0, ""); flow.ErrorType(err) != "RetryableError" {
 		t.Fatalf("send: %v, want a RetryableError", err)
 	}
 	ref := st.item("batch/a.xml", v).SessionReferenceNumber
@@ -394,7 +385,7 @@ func TestRelease(t *testing.T) {
 	va := st.upload("batch/a.xml", invoice(t, "REL/1"))
 	vb := st.upload("batch/b.xml", invoice(t, "REL/2"))
 	st.client.open = func() error { return apiError("OpenBatchSession", 400, ksef.CodeValidation) }
-	if _, err := st.send(execA, 0, ""); errorType(err) != "RejectedError" {
+	if _, err := st.send(execA, 0, ""); flow.ErrorType(err) != "RejectedError" {
 		t.Fatalf("send: %v, want a RejectedError", err)
 	}
 	if inv := st.item("batch/a.xml", va); inv.Status != ledger.StatusReceived || inv.ExecutionName != execA {
@@ -532,14 +523,14 @@ func TestRefusedAccessToken(t *testing.T) {
 	st := newStack(t, nil)
 	st.upload("batch/a.xml", invoice(t, "AUTH/1"))
 	st.client.open = once(apiError("OpenBatchSession", 401, 0))
-	if _, err := st.send(execA, 0, ""); errorType(err) != "AuthFailedError" {
-		t.Fatalf("send with a refused token: %v (%s), want AuthFailedError", err, errorType(err))
+	if _, err := st.send(execA, 0, ""); flow.ErrorType(err) != "AuthFailedError" {
+		t.Fatalf("send with a refused token: %v (%s), want AuthFailedError", err, flow.ErrorType(err))
 	}
 	out := st.mustSend(execA, 0, "")
 	st.client.listInvoice = once(apiError("SessionInvoices", 401, 0))
 	st.emu.Clock.Advance(time.Minute)
 	_, err := call[flow.BatchPollResult](t, st.h, flow.BatchRequest{Action: flow.BatchPoll, NIP: nip, ExecutionName: execA, Session: &out.Sessions[0]})
-	if errorType(err) != "RetryableError" {
+	if flow.ErrorType(err) != "RetryableError" {
 		t.Fatalf("poll with a refused token: %v, want RetryableError", err)
 	}
 	if !slices.Equal(st.tokens.dropped, []string{nip, nip}) {
@@ -566,7 +557,7 @@ func TestBadRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := call[flow.BatchSendResult](t, st.h, tt.req)
 			var bad *flow.BadInputError
-			if !errors.As(err, &bad) || errorType(err) != "BadInputError" || !strings.Contains(bad.Message, tt.want) {
+			if !errors.As(err, &bad) || flow.ErrorType(err) != "BadInputError" || !strings.Contains(bad.Message, tt.want) {
 				t.Errorf("Handle(%+v) = %v, want a BadInputError saying %q", tt.req, err, tt.want)
 			}
 		})
@@ -597,7 +588,7 @@ func TestListFailure(t *testing.T) {
 	st := newStack(t, nil)
 	st.upload("batch/a.xml", invoice(t, "LIST/1"))
 	st.s3.listErr = errors.New("connection reset by peer")
-	if _, err := st.send(execA, 0, ""); errorType(err) != "RetryableError" {
+	if _, err := st.send(execA, 0, ""); flow.ErrorType(err) != "RetryableError" {
 		t.Errorf("send with S3 failing: %v, want RetryableError", err)
 	}
 }

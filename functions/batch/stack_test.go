@@ -17,16 +17,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/lambdaenv"
 	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger/ledgertest"
 	"github.com/ksef-serverless/ksef-serverless/internal/motoserver"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 	"github.com/ksef-serverless/ksef-serverless/internal/results"
@@ -63,20 +62,6 @@ func invoice(t testing.TB, number string) []byte {
 func invalidInvoice(t testing.TB) []byte {
 	t.Helper()
 	return bytes.Replace(invoice(t, "X"), []byte("<P_2>X</P_2>"), nil, 1)
-}
-
-// serialClient sends one request to moto at a time: moto does not apply each request
-// atomically (a failed DynamoDB transaction restores a copy of the table taken before its
-// checks), as DynamoDB and S3 do. The handler's calls still interleave at request granularity.
-type serialClient struct {
-	mu    sync.Mutex
-	inner aws.HTTPClient
-}
-
-func (c *serialClient) Do(r *http.Request) (*http.Response, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.inner.Do(r)
 }
 
 // syncBuffer is a log destination safe for concurrent handlers.
@@ -121,7 +106,7 @@ func newStack(t *testing.T, tune func(*config)) *stack {
 	t.Helper()
 	srv := motoserver.Start(t)
 	awsCfg := motoserver.AWSConfig(t, srv.Endpoint)
-	awsCfg.HTTPClient = &serialClient{inner: awshttp.NewBuildableClient()}
+	awsCfg.HTTPClient = motoserver.SerialHTTPClient()
 	sum := sha256.Sum256([]byte(t.Name()))
 	name := "batch-" + hex.EncodeToString(sum[:8])
 	st := &stack{t: t, bucket: name, events: &fakeEvents{}, tokens: &fakeTokens{}, logs: &syncBuffer{}}
@@ -177,7 +162,7 @@ func newStack(t *testing.T, tune func(*config)) *stack {
 		log:     slog.New(slog.NewJSONHandler(st.logs, nil)),
 	}
 	t.Cleanup(func() {
-		checkEventSchema(t, st.events.events)
+		checkEvents(t, st.events.events)
 		logs := st.logs.String()
 		for _, s := range st.secrets {
 			if strings.Contains(logs, s) {
@@ -479,27 +464,12 @@ func (f *fakeEvents) byInvoice() map[string][]string {
 	return out
 }
 
-// checkEventSchema validates the events' detail against docs/events.schema.json.
-func checkEventSchema(t *testing.T, events []ledger.Event) {
+// checkEvents checks the events' detail against docs/events.schema.json, and that the batch
+// function published them.
+func checkEvents(t *testing.T, events []ledger.Event) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	schema, err := c.Compile("../../docs/events.schema.json")
-	if err != nil {
-		t.Fatalf("compile docs/events.schema.json: %v", err)
-	}
+	ledgertest.CheckEvents(t, events)
 	for _, e := range events {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := schema.Validate(v); err != nil {
-			t.Errorf("%s event does not match docs/events.schema.json: %v\n%s", e.DetailType(), err, b)
-		}
 		if e.Source != ledger.SourceBatch {
 			t.Errorf("event of %s has source %q, want batch", e.InvoiceID, e.Source)
 		}

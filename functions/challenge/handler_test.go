@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -15,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const (
@@ -62,116 +58,7 @@ type certKey struct {
 	certPEM, keyPEM string
 }
 
-// fakeSM is an in-memory AWS Secrets Manager with the version rules secrets.Store builds its
-// compare-and-swap on: a PutSecretValue whose ClientRequestToken names an existing version
-// succeeds without effect if the value is the same and fails with ResourceExistsException
-// otherwise; a secret without a value is ResourceNotFoundException.
-type fakeSM struct {
-	mu       sync.Mutex
-	versions map[string]map[string]string // name -> VersionId -> SecretString
-	current  map[string]string            // name -> VersionId labelled AWSCURRENT
-	external int
-	// beforeGet, if set, runs before each GetSecretValue, outside the lock: another execution
-	// may write in between two reads of the handler.
-	beforeGet func(name string)
-}
-
-var _ secrets.API = (*fakeSM)(nil)
-
-func newFakeSM() *fakeSM {
-	return &fakeSM{versions: map[string]map[string]string{}, current: map[string]string{}}
-}
-
-func (f *fakeSM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	if f.beforeGet != nil {
-		f.beforeGet(aws.ToString(in.SecretId))
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	id, ok := f.current[name]
-	if !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	return &secretsmanager.GetSecretValueOutput{Name: in.SecretId, SecretString: aws.String(f.versions[name][id]), VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) PutSecretValue(_ context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	if _, ok := f.versions[name]; !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.PutSecretValueOutput{Name: in.SecretId, VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) CreateSecret(_ context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.Name)
-	if _, ok := f.versions[name]; ok {
-		return nil, &smtypes.ResourceExistsException{Message: aws.String("the secret already exists")}
-	}
-	f.versions[name] = map[string]string{}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.CreateSecretOutput{Name: in.Name, VersionId: aws.String(id)}, nil
-}
-
-// put stores a version of an existing secret; f.mu is held.
-func (f *fakeSM) put(name, token, value string) (string, error) {
-	if token == "" {
-		return "", &smtypes.InvalidParameterException{Message: aws.String("the fake wants a ClientRequestToken")}
-	}
-	if old, ok := f.versions[name][token]; ok {
-		if old != value {
-			return "", &smtypes.ResourceExistsException{Message: aws.String("You can't modify an existing version, you can only create a new version.")}
-		}
-		return token, nil
-	}
-	f.versions[name][token] = value
-	f.current[name] = token
-	return token, nil
-}
-
-// set writes a value the way a tool outside the pipeline would (with an unrelated VersionId).
-func (f *fakeSM) set(t *testing.T, name string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.versions[name] == nil {
-		f.versions[name] = map[string]string{}
-	}
-	f.external++
-	id := fmt.Sprintf("external-%d", f.external)
-	f.versions[name][id] = string(b)
-	f.current[name] = id
-}
-
-// state decodes the stored session state; the zero State if there is none.
-func (f *fakeSM) state(t *testing.T) secrets.State {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var st secrets.State
-	if id, ok := f.current[stateSecret]; ok {
-		if err := json.Unmarshal([]byte(f.versions[stateSecret][id]), &st); err != nil {
-			t.Fatalf("decode stored state: %v", err)
-		}
-	}
-	return st
-}
+var _ secrets.API = (*secretstest.SecretsManager)(nil)
 
 // fakeAuth is the KSeF client seen through authClient. Each call is recorded; a call without a
 // behaviour set is a test failure.
@@ -233,7 +120,7 @@ func (f *fakeAuth) RedeemTokens(_ context.Context, at ksef.Secret) (*ksef.AuthTo
 
 // env is one handler over the real secrets.Store, an in-memory Secrets Manager and a fake KSeF.
 type env struct {
-	sm    *fakeSM
+	sm    *secretstest.SecretsManager
 	now   time.Time
 	logs  bytes.Buffer
 	store *secrets.Store
@@ -242,9 +129,17 @@ type env struct {
 	cert  certKey
 }
 
+// state decodes the session state stored in e.sm; the zero State if there is none.
+func (e *env) state(t *testing.T) secrets.State {
+	t.Helper()
+	var st secrets.State
+	e.sm.DecodeJSON(t, stateSecret, &st)
+	return st
+}
+
 func newEnv(t *testing.T, method secrets.AuthMethod) *env {
 	t.Helper()
-	e := &env{sm: newFakeSM(), now: t0}
+	e := &env{sm: secretstest.New(), now: t0}
 	ck, err := testCert()
 	if err != nil {
 		t.Fatalf("test certificate: %v", err)
@@ -257,7 +152,7 @@ func newEnv(t *testing.T, method secrets.AuthMethod) *env {
 	case secrets.AuthXAdES:
 		creds.CertificatePEM, creds.PrivateKeyPEM = ck.certPEM, ksef.Secret(ck.keyPEM)
 	}
-	e.sm.set(t, credentialsSecret, creds)
+	e.sm.SetJSON(t, credentialsSecret, creds)
 
 	log := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clock := func() time.Time { return e.now }
@@ -299,16 +194,6 @@ func apiError(op string, status, code int, details ...string) *ksef.APIError {
 	return e
 }
 
-// errorType is the errorType aws-lambda-go reports for a returned error (lambda/errors.go):
-// the name of its type, behind the pointer.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 // assertNoSecrets fails if a fixture secret shows in the logs, the error or the output.
 func assertNoSecrets(t *testing.T, e *env, out any, err error) {
 	t.Helper()
@@ -348,14 +233,14 @@ func TestHandle(t *testing.T) {
 	}
 	wantPendingStored := func(ref string) func(t *testing.T, e *env) {
 		return func(t *testing.T, e *env) {
-			p := e.sm.state(t).PendingAuth
+			p := e.state(t).PendingAuth
 			if p == nil || p.ReferenceNumber != ref || p.AuthenticationToken.Token != authToken || !p.StartedAt.Equal(t0) {
 				t.Errorf("stored pending login %+v, want %s with its authentication token, started %s", p, ref, t0)
 			}
 		}
 	}
 	wantNoPending := func(t *testing.T, e *env) {
-		if p := e.sm.state(t).PendingAuth; p != nil {
+		if p := e.state(t).PendingAuth; p != nil {
 			t.Errorf("stored pending login %+v, want none (the claim released)", p)
 		}
 	}
@@ -396,7 +281,7 @@ func TestHandle(t *testing.T) {
 			want:      flow.AuthState{Ready: true, StatusCode: 200},
 			wantCalls: []string{"RefreshAccessToken"},
 			check: func(t *testing.T, e *env) {
-				if got := e.sm.state(t).AccessToken.Token; got != newAccess {
+				if got := e.state(t).AccessToken.Token; got != newAccess {
 					t.Errorf("stored access token is not the refreshed one")
 				}
 			},
@@ -437,7 +322,7 @@ func TestHandle(t *testing.T) {
 			want:      flow.AuthState{ReferenceNumber: authRef, Method: "xades", WaitSeconds: 1, StatusCode: 100},
 			wantCalls: []string{"AuthenticateWithCertificate"},
 			check: func(t *testing.T, e *env) {
-				if p := e.sm.state(t).PendingAuth; p == nil || p.Method != secrets.AuthXAdES || p.ReferenceNumber != authRef {
+				if p := e.state(t).PendingAuth; p == nil || p.Method != secrets.AuthXAdES || p.ReferenceNumber != authRef {
 					t.Errorf("stored pending login %+v, want %s by xades", p, authRef)
 				}
 			},
@@ -458,7 +343,7 @@ func TestHandle(t *testing.T) {
 			in:    flow.ChallengeInput{NIP: nip, Attempt: 2, StatusCode: 100},
 			want:  pending(otherRef, 2),
 			check: func(t *testing.T, e *env) {
-				if p := e.sm.state(t).PendingAuth; p == nil || p.ReferenceNumber != otherRef {
+				if p := e.state(t).PendingAuth; p == nil || p.ReferenceNumber != otherRef {
 					t.Errorf("pending login %+v changed, want %s untouched", p, otherRef)
 				}
 			},
@@ -511,7 +396,7 @@ func TestHandle(t *testing.T) {
 			want:      flow.AuthState{Ready: true, ReferenceNumber: authRef, Attempt: 4, StatusCode: 200},
 			wantCalls: []string{"RedeemTokens"},
 			check: func(t *testing.T, e *env) {
-				st := e.sm.state(t)
+				st := e.state(t)
 				if st.AccessToken.Token != redeemed || st.RefreshToken.Token != redeemedRenew || st.PendingAuth != nil {
 					t.Errorf("stored state after redeem: pending %+v, redeemed tokens stored: %t", st.PendingAuth,
 						st.AccessToken.Token == redeemed && st.RefreshToken.Token == redeemedRenew)
@@ -561,7 +446,7 @@ func TestHandle(t *testing.T) {
 			want:      flow.AuthState{Attempt: 7, WaitSeconds: authPollSeconds},
 			wantCalls: []string{"RedeemTokens"},
 			check: func(t *testing.T, e *env) {
-				if st := e.sm.state(t); st.PendingAuth != nil {
+				if st := e.state(t); st.PendingAuth != nil {
 					t.Errorf("spent login still pending: %+v", st.PendingAuth)
 				}
 			},
@@ -655,7 +540,7 @@ func TestHandle(t *testing.T) {
 			}
 			e := newEnv(t, method)
 			if tt.state != nil {
-				e.sm.set(t, stateSecret, tt.state)
+				e.sm.SetJSON(t, stateSecret, tt.state)
 			}
 			if tt.setup != nil {
 				tt.setup(t, e)
@@ -665,7 +550,7 @@ func TestHandle(t *testing.T) {
 
 			if tt.wantErr == "" {
 				if err != nil {
-					t.Fatalf("Handle(%+v) error %v (%s)", tt.in, err, errorType(err))
+					t.Fatalf("Handle(%+v) error %v (%s)", tt.in, err, flow.ErrorType(err))
 				}
 				if got != tt.want {
 					t.Errorf("Handle(%+v) = %+v, want %+v", tt.in, got, tt.want)
@@ -674,7 +559,7 @@ func TestHandle(t *testing.T) {
 				if err == nil {
 					t.Fatalf("Handle(%+v) = %+v, want a %s", tt.in, got, tt.wantErr)
 				}
-				if et := errorType(err); et != tt.wantErr {
+				if et := flow.ErrorType(err); et != tt.wantErr {
 					t.Errorf("Handle(%+v) errorType %q (%v), want %q", tt.in, et, err, tt.wantErr)
 				}
 				r, ok := flow.ReasonOf(err)
@@ -796,7 +681,7 @@ func TestHandleBurstOneLogin(t *testing.T) {
 // clears the pending login). It must be ready with those tokens, not start a second login.
 func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 	e := newEnv(t, secrets.AuthToken)
-	e.sm.set(t, stateSecret, &secrets.State{PendingAuth: &secrets.PendingAuth{
+	e.sm.SetJSON(t, stateSecret, &secrets.State{PendingAuth: &secrets.PendingAuth{
 		ReferenceNumber:     otherRef,
 		AuthenticationToken: ksef.Token{Token: authToken, ValidUntil: t0.Add(9 * time.Minute)},
 		StartedAt:           t0.Add(-3 * time.Second),
@@ -804,9 +689,9 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 	}})
 	other := secrets.New(e.sm, secrets.WithClock(func() time.Time { return t0 }))
 	reads, saved := 0, false
-	e.sm.beforeGet = func(name string) {
+	e.sm.BeforeGet = func(name string) error {
 		if name != stateSecret || saved {
-			return
+			return nil
 		}
 		if reads++; reads == 2 {
 			saved = true
@@ -817,6 +702,7 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 				t.Errorf("other execution: %v", err)
 			}
 		}
+		return nil
 	}
 
 	got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip})
@@ -830,7 +716,7 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 	if len(e.ksef.calls) != 0 {
 		t.Errorf("KSeF calls %v, want none: the other execution's login is done", e.ksef.calls)
 	}
-	if st := e.sm.state(t); st.PendingAuth != nil || st.AccessToken.Token != redeemed {
+	if st := e.state(t); st.PendingAuth != nil || st.AccessToken.Token != redeemed {
 		t.Errorf("stored state: pending %+v, the redeemed token kept %t; want no pending login and the redeemed token", st.PendingAuth, st.AccessToken.Token == redeemed)
 	}
 	assertNoSecrets(t, e, got, err)
@@ -842,7 +728,7 @@ func TestHandleTokensSavedDuringTheCall(t *testing.T) {
 // the function must not answer ready from memory: it logs in.
 func TestHandleReauthenticationReadsTheState(t *testing.T) {
 	e := newEnv(t, secrets.AuthToken)
-	e.sm.set(t, stateSecret, &secrets.State{
+	e.sm.SetJSON(t, stateSecret, &secrets.State{
 		AccessToken:  ksef.Token{Token: accessToken, ValidUntil: t0.Add(15 * time.Minute)},
 		RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(7 * 24 * time.Hour)},
 	})

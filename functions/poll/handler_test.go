@@ -11,20 +11,18 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const (
@@ -57,110 +55,7 @@ const (
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
-// fakeSM is an in-memory AWS Secrets Manager with the version rules secrets.Store builds its
-// compare-and-swap on: a PutSecretValue whose ClientRequestToken names an existing version
-// succeeds without effect if the value is the same and fails with ResourceExistsException
-// otherwise; a secret without a value is ResourceNotFoundException.
-type fakeSM struct {
-	mu       sync.Mutex
-	versions map[string]map[string]string // name -> VersionId -> SecretString
-	current  map[string]string            // name -> VersionId labelled AWSCURRENT
-	external int
-}
-
-var _ secrets.API = (*fakeSM)(nil)
-
-func newFakeSM() *fakeSM {
-	return &fakeSM{versions: map[string]map[string]string{}, current: map[string]string{}}
-}
-
-func (f *fakeSM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	id, ok := f.current[name]
-	if !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	return &secretsmanager.GetSecretValueOutput{Name: in.SecretId, SecretString: aws.String(f.versions[name][id]), VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) PutSecretValue(_ context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	if _, ok := f.versions[name]; !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.PutSecretValueOutput{Name: in.SecretId, VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) CreateSecret(_ context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.Name)
-	if _, ok := f.versions[name]; ok {
-		return nil, &smtypes.ResourceExistsException{Message: aws.String("the secret already exists")}
-	}
-	f.versions[name] = map[string]string{}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.CreateSecretOutput{Name: in.Name, VersionId: aws.String(id)}, nil
-}
-
-// put stores a version of an existing secret; f.mu is held.
-func (f *fakeSM) put(name, token, value string) (string, error) {
-	if token == "" {
-		return "", &smtypes.InvalidParameterException{Message: aws.String("the fake wants a ClientRequestToken")}
-	}
-	if old, ok := f.versions[name][token]; ok {
-		if old != value {
-			return "", &smtypes.ResourceExistsException{Message: aws.String("You can't modify an existing version, you can only create a new version.")}
-		}
-		return token, nil
-	}
-	f.versions[name][token] = value
-	f.current[name] = token
-	return token, nil
-}
-
-// set writes a value the way a tool outside the pipeline would (with an unrelated VersionId).
-func (f *fakeSM) set(t *testing.T, name string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.versions[name] == nil {
-		f.versions[name] = map[string]string{}
-	}
-	f.external++
-	id := fmt.Sprintf("external-%d", f.external)
-	f.versions[name][id] = string(b)
-	f.current[name] = id
-}
-
-// state decodes the stored session state; the zero State if there is none.
-func (f *fakeSM) state(t *testing.T) secrets.State {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var st secrets.State
-	if id, ok := f.current[stateSecret]; ok {
-		if err := json.Unmarshal([]byte(f.versions[stateSecret][id]), &st); err != nil {
-			t.Fatalf("decode stored state: %v", err)
-		}
-	}
-	return st
-}
+var _ secrets.API = (*secretstest.SecretsManager)(nil)
 
 // fakeS3 records the objects written, in order.
 type fakeS3 struct {
@@ -270,26 +165,24 @@ func apiError(op string, status, code int) *ksef.APIError {
 	return e
 }
 
-// errorType is the errorType aws-lambda-go reports for a returned error (lambda/errors.go):
-// the name of its type, behind the pointer.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 type env struct {
-	sm   *fakeSM
+	sm   *secretstest.SecretsManager
 	s3   *fakeS3
 	ksef *fakeKSeF
 	logs bytes.Buffer
 	h    *handler
 }
 
+// state decodes the session state stored in e.sm; the zero State if there is none.
+func (e *env) state(t *testing.T) secrets.State {
+	t.Helper()
+	var st secrets.State
+	e.sm.DecodeJSON(t, stateSecret, &st)
+	return st
+}
+
 func newEnv(t *testing.T) *env {
-	e := &env{sm: newFakeSM(), s3: &fakeS3{}}
+	e := &env{sm: secretstest.New(), s3: &fakeS3{}}
 	e.ksef = &fakeKSeF{t: t}
 	log := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	now := func() time.Time { return t0 }
@@ -335,7 +228,7 @@ func checkError(t *testing.T, err error, wantType, wantStage string, wantCode in
 	if err == nil {
 		t.Fatalf("no error, want a %s", wantType)
 	}
-	if et := errorType(err); et != wantType {
+	if et := flow.ErrorType(err); et != wantType {
 		t.Errorf("errorType %q (%v), want %q", et, err, wantType)
 	}
 	r, ok := flow.ReasonOf(err)
@@ -374,12 +267,12 @@ func TestHandleAuth(t *testing.T) {
 		return flow.AuthState{ReferenceNumber: authRef, Method: "xades", WaitSeconds: 1, Attempt: 7, StatusCode: code}
 	}
 	loginKept := func(t *testing.T, e *env) {
-		if p := e.sm.state(t).PendingAuth; p == nil || p.ReferenceNumber != authRef {
+		if p := e.state(t).PendingAuth; p == nil || p.ReferenceNumber != authRef {
 			t.Errorf("pending login %+v, want %s kept", p, authRef)
 		}
 	}
 	loginDropped := func(t *testing.T, e *env) {
-		if p := e.sm.state(t).PendingAuth; p != nil {
+		if p := e.state(t).PendingAuth; p != nil {
 			t.Errorf("pending login %+v, want it dropped", p)
 		}
 	}
@@ -472,7 +365,7 @@ func TestHandleAuth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tt.state != nil {
-				e.sm.set(t, stateSecret, tt.state)
+				e.sm.SetJSON(t, stateSecret, tt.state)
 			}
 			e.ksef.authStatus = tt.status
 
@@ -517,14 +410,14 @@ func TestHandleAuth(t *testing.T) {
 // follow that login, not answer ready from memory.
 func TestHandleAuthReadsTheState(t *testing.T) {
 	e := newEnv(t)
-	e.sm.set(t, stateSecret, secrets.State{
+	e.sm.SetJSON(t, stateSecret, secrets.State{
 		AccessToken:  ksef.Token{Token: accessToken, ValidUntil: t0.Add(10 * time.Minute)},
 		RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(7 * 24 * time.Hour)},
 	})
 	if _, err := e.h.store.AccessToken(t.Context(), nip, e.ksef); err != nil { // an earlier poll
 		t.Fatal(err)
 	}
-	e.sm.set(t, stateSecret, secrets.State{PendingAuth: &secrets.PendingAuth{
+	e.sm.SetJSON(t, stateSecret, secrets.State{PendingAuth: &secrets.PendingAuth{
 		ReferenceNumber:     authRef,
 		AuthenticationToken: ksef.Token{Token: authToken, ValidUntil: t0.Add(9 * time.Minute)},
 		StartedAt:           t0.Add(-5 * time.Second),
@@ -875,7 +768,7 @@ func TestHandleInvoiceRefusedAccessToken(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.sm.set(t, stateSecret, tokens)
+			e.sm.SetJSON(t, stateSecret, tokens)
 			// The client takes its token from the store, as the real one does.
 			if tok, err := e.h.store.AccessToken(t.Context(), nip, e.ksef); err != nil || tok != accessToken {
 				t.Fatalf("AccessToken: %v", err)
@@ -884,7 +777,7 @@ func TestHandleInvoiceRefusedAccessToken(t *testing.T) {
 				if tt.replacedBy != "" {
 					other := tokens
 					other.AccessToken.Token = ksef.Secret(tt.replacedBy)
-					e.sm.set(t, stateSecret, other)
+					e.sm.SetJSON(t, stateSecret, other)
 				}
 				return apiError("InvoiceStatus", 401, 0)
 			}
@@ -903,7 +796,7 @@ func TestHandleInvoiceRefusedAccessToken(t *testing.T) {
 			if !slices.Equal(e.ksef.calls, tt.wantCalls) {
 				t.Errorf("KSeF calls %v, want %v", e.ksef.calls, tt.wantCalls)
 			}
-			st := e.sm.state(t)
+			st := e.state(t)
 			if st.AccessToken.Token != tt.wantAccess {
 				t.Errorf("stored access token is not %s", map[bool]string{true: "empty (dropped)", false: "the replacement"}[tt.wantAccess == ""])
 			}

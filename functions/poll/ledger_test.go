@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/ledger"
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger/ledgertest"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 )
 
@@ -58,30 +55,6 @@ func (f *fakePublisher) Publish(_ context.Context, e ledger.Event) error {
 	}
 	f.events = append(f.events, e)
 	return nil
-}
-
-// checkEventSchema validates the events' JSON against docs/events.schema.json.
-func checkEventSchema(t *testing.T, events []ledger.Event) {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	schema, err := c.Compile("../../docs/events.schema.json")
-	if err != nil {
-		t.Fatalf("compile docs/events.schema.json: %v", err)
-	}
-	for _, e := range events {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := schema.Validate(v); err != nil {
-			t.Errorf("%s event does not match docs/events.schema.json: %v\n%s", e.DetailType(), err, b)
-		}
-	}
 }
 
 func TestHandleRecordsOutcome(t *testing.T) {
@@ -254,7 +227,7 @@ func TestHandleRecordsOutcome(t *testing.T) {
 			}
 			out, err := e.h.Handle(t.Context(), tt.in)
 			if tt.wantErr != "" {
-				if err == nil || errorType(err) != tt.wantErr {
+				if err == nil || flow.ErrorType(err) != tt.wantErr {
 					t.Fatalf("error %v (%T), want a %s", err, err, tt.wantErr)
 				}
 			} else if err != nil {
@@ -271,7 +244,7 @@ func TestHandleRecordsOutcome(t *testing.T) {
 				for _, ev := range tt.events.events {
 					got = append(got, ev.DetailType()+"/"+string(ev.Status))
 				}
-				checkEventSchema(t, tt.events.events)
+				ledgertest.CheckEvents(t, tt.events.events)
 				if tt.check != nil && len(tt.events.events) == 1 {
 					tt.check(t, tt.events.events[0])
 				}

@@ -12,21 +12,19 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const (
@@ -74,110 +72,7 @@ func handle(ref string, validFor time.Duration) *ksef.SessionHandle {
 	}
 }
 
-// fakeSM is an in-memory AWS Secrets Manager with the version rules secrets.Store builds its
-// compare-and-swap on: a PutSecretValue whose ClientRequestToken names an existing version
-// succeeds without effect if the value is the same and fails with ResourceExistsException
-// otherwise; a secret without a value is ResourceNotFoundException.
-type fakeSM struct {
-	mu       sync.Mutex
-	versions map[string]map[string]string // name -> VersionId -> SecretString
-	current  map[string]string            // name -> VersionId labelled AWSCURRENT
-	external int
-}
-
-var _ secrets.API = (*fakeSM)(nil)
-
-func newFakeSM() *fakeSM {
-	return &fakeSM{versions: map[string]map[string]string{}, current: map[string]string{}}
-}
-
-func (f *fakeSM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	id, ok := f.current[name]
-	if !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	return &secretsmanager.GetSecretValueOutput{Name: in.SecretId, SecretString: aws.String(f.versions[name][id]), VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) PutSecretValue(_ context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	if _, ok := f.versions[name]; !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.PutSecretValueOutput{Name: in.SecretId, VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) CreateSecret(_ context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.Name)
-	if _, ok := f.versions[name]; ok {
-		return nil, &smtypes.ResourceExistsException{Message: aws.String("the secret already exists")}
-	}
-	f.versions[name] = map[string]string{}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.CreateSecretOutput{Name: in.Name, VersionId: aws.String(id)}, nil
-}
-
-// put stores a version of an existing secret; f.mu is held.
-func (f *fakeSM) put(name, token, value string) (string, error) {
-	if token == "" {
-		return "", &smtypes.InvalidParameterException{Message: aws.String("the fake wants a ClientRequestToken")}
-	}
-	if old, ok := f.versions[name][token]; ok {
-		if old != value {
-			return "", &smtypes.ResourceExistsException{Message: aws.String("You can't modify an existing version, you can only create a new version.")}
-		}
-		return token, nil
-	}
-	f.versions[name][token] = value
-	f.current[name] = token
-	return token, nil
-}
-
-// set writes a value the way a tool outside the pipeline would (with an unrelated VersionId).
-func (f *fakeSM) set(t *testing.T, name string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.versions[name] == nil {
-		f.versions[name] = map[string]string{}
-	}
-	f.external++
-	id := fmt.Sprintf("external-%d", f.external)
-	f.versions[name][id] = string(b)
-	f.current[name] = id
-}
-
-// state decodes the stored session state; the zero State if there is none.
-func (f *fakeSM) state(t *testing.T) secrets.State {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var st secrets.State
-	if id, ok := f.current[stateSecret]; ok {
-		if err := json.Unmarshal([]byte(f.versions[stateSecret][id]), &st); err != nil {
-			t.Fatalf("decode stored state: %v", err)
-		}
-	}
-	return st
-}
+var _ secrets.API = (*secretstest.SecretsManager)(nil)
 
 // fakeS3 serves invoice objects by key and version; a version "" is the latest.
 type fakeS3 struct {
@@ -277,27 +172,25 @@ func apiError(op string, status, code int) *ksef.APIError {
 	return e
 }
 
-// errorType is the errorType aws-lambda-go reports for a returned error (lambda/errors.go):
-// the name of its type, behind the pointer.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 type env struct {
-	sm   *fakeSM
+	sm   *secretstest.SecretsManager
 	s3   *fakeS3
 	ksef *fakeKSeF
 	logs bytes.Buffer
 	h    *handler
 }
 
+// state decodes the session state stored in e.sm; the zero State if there is none.
+func (e *env) state(t *testing.T) secrets.State {
+	t.Helper()
+	var st secrets.State
+	e.sm.DecodeJSON(t, stateSecret, &st)
+	return st
+}
+
 func newEnv(t *testing.T) *env {
 	e := &env{
-		sm: newFakeSM(),
+		sm: secretstest.New(),
 		s3: &fakeS3{objects: map[string][]byte{key + "@" + version: sample(t), key + "@": sample(t)}},
 	}
 	e.ksef = &fakeKSeF{t: t, send: accept, open: func() (*ksef.SessionHandle, error) { return handle(sessionB, 12*time.Hour), nil }}
@@ -365,7 +258,7 @@ func TestHandle(t *testing.T) {
 	}
 	storedSession := func(ref string) func(t *testing.T, e *env) {
 		return func(t *testing.T, e *env) {
-			st := e.sm.state(t)
+			st := e.state(t)
 			if st.Session == nil || st.Session.Handle == nil || st.Session.Handle.ReferenceNumber != ref {
 				t.Fatalf("stored session %+v, want %s", st.Session, ref)
 			}
@@ -407,7 +300,7 @@ func TestHandle(t *testing.T) {
 			wantCalls: []string{"Open", "Send(" + sessionB + ")"},
 			check: func(t *testing.T, e *env) {
 				storedSession(sessionB)(t, e)
-				if got := e.sm.state(t).Session.OpenedAt; !got.Equal(t0) {
+				if got := e.state(t).Session.OpenedAt; !got.Equal(t0) {
 					t.Errorf("session opened at %s, want %s", got, t0)
 				}
 			},
@@ -418,7 +311,7 @@ func TestHandle(t *testing.T) {
 			want:      sent(sessionB),
 			wantCalls: []string{"Open", "Send(" + sessionB + ")"},
 			check: func(t *testing.T, e *env) {
-				if st := e.sm.state(t); st.Session == nil || st.Session.Handle.ReferenceNumber != sessionB {
+				if st := e.state(t); st.Session == nil || st.Session.Handle.ReferenceNumber != sessionB {
 					t.Errorf("stored session %+v, want %s", st.Session, sessionB)
 				}
 			},
@@ -494,7 +387,7 @@ func TestHandle(t *testing.T) {
 			wantCode:  401,
 			wantCalls: []string{"Send(" + sessionA + ")"},
 			check: func(t *testing.T, e *env) {
-				st := e.sm.state(t)
+				st := e.state(t)
 				if st.AccessToken.Token != "" {
 					t.Error("the refused access token is still stored")
 				}
@@ -640,7 +533,7 @@ func TestHandle(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tt.state != nil {
-				e.sm.set(t, stateSecret, tt.state)
+				e.sm.SetJSON(t, stateSecret, tt.state)
 			}
 			if tt.setup != nil {
 				tt.setup(t, e)
@@ -650,7 +543,7 @@ func TestHandle(t *testing.T) {
 
 			if tt.wantErr == "" {
 				if err != nil {
-					t.Fatalf("Handle(%+v) error %v (%s)", tt.in, err, errorType(err))
+					t.Fatalf("Handle(%+v) error %v (%s)", tt.in, err, flow.ErrorType(err))
 				}
 				if got != tt.want {
 					t.Errorf("Handle(%+v) =\n%+v, want\n%+v", tt.in, got, tt.want)
@@ -662,7 +555,7 @@ func TestHandle(t *testing.T) {
 				if err == nil {
 					t.Fatalf("Handle(%+v) = %+v, want a %s", tt.in, got, tt.wantErr)
 				}
-				if et := errorType(err); et != tt.wantErr {
+				if et := flow.ErrorType(err); et != tt.wantErr {
 					t.Errorf("Handle(%+v) errorType %q (%v), want %q", tt.in, et, err, tt.wantErr)
 				}
 				r, ok := flow.ReasonOf(err)
@@ -716,7 +609,7 @@ func TestHandleInspectionDetails(t *testing.T) {
 // TestHandleLatestVersion reads the latest version when the input names none.
 func TestHandleLatestVersion(t *testing.T) {
 	e := newEnv(t)
-	e.sm.set(t, stateSecret, secrets.State{Session: &secrets.OnlineSession{Handle: handle(sessionA, 10*time.Hour)}})
+	e.sm.SetJSON(t, stateSecret, secrets.State{Session: &secrets.OnlineSession{Handle: handle(sessionA, 10*time.Hour)}})
 	in := flow.SendInput{NIP: nip, Invoice: flow.S3Object{Bucket: bucket, Key: key}}
 	if _, err := e.h.Handle(t.Context(), in); err != nil {
 		t.Fatalf("Handle(%+v): %v", in, err)

@@ -52,7 +52,7 @@ func TestHandleRecordsSubmission(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.sm.set(t, stateSecret, secrets.State{Session: &secrets.OnlineSession{Handle: handle(sessionA, 10*time.Hour)}})
+			e.sm.SetJSON(t, stateSecret, secrets.State{Session: &secrets.OnlineSession{Handle: handle(sessionA, 10*time.Hour)}})
 			e.h.ledger = tt.ledger
 			out, err := e.h.Handle(t.Context(), flow.SendInput{NIP: nip, Invoice: obj, ExecutionName: tt.execution})
 			if err != nil {

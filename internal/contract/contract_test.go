@@ -503,16 +503,6 @@ func functionTimeout(tpl map[string]any, id string) float64 {
 
 // ---- Tests ---------------------------------------------------------------------------------
 
-// errorType is the errorType aws-lambda-go reports for a returned error (lambda/errors.go):
-// the name of its type, behind the pointer.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 // statesErrors are Step Functions' own error names.
 var statesErrors = []string{
 	"States.ALL", "States.HeartbeatTimeout", "States.Timeout", "States.TaskFailed", "States.Permissions",
@@ -537,7 +527,7 @@ func TestErrorNames(t *testing.T) {
 	// What aws-lambda-go reports as errorType for each flow error is its Go type name.
 	var names []string
 	for _, err := range []error{&flow.RetryableError{}, &flow.RateLimitedError{}, &flow.RejectedError{}, &flow.BadInputError{}, &flow.AuthFailedError{}} {
-		names = append(names, errorType(err))
+		names = append(names, flow.ErrorType(err))
 	}
 	if got := flow.ErrorNames(); !slices.Equal(got, names) {
 		t.Errorf("flow.ErrorNames() = %v, want the errorType names of the flow error types %v", got, names)

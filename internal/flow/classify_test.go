@@ -63,7 +63,7 @@ func TestClassify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := flow.Classify("send", tt.err)
-			if et := errorType(got); et != tt.wantType {
+			if et := flow.ErrorType(got); et != tt.wantType {
 				t.Fatalf("Classify(%v) errorType %q, want %q", tt.err, et, tt.wantType)
 			}
 			r, ok := flow.ReasonOf(got)
@@ -104,7 +104,7 @@ func TestClassifyFlowErrors(t *testing.T) {
 		for _, in := range []error{fe, fmt.Errorf("start login: %w", fe), fmt.Errorf("outer: %w", fmt.Errorf("inner: %w", fe))} {
 			got := flow.Classify("send", in)
 			if got != fe {
-				t.Errorf("Classify(%v) = %v (%s), want the %s itself", in, got, errorType(got), errorType(fe))
+				t.Errorf("Classify(%v) = %v (%s), want the %s itself", in, got, flow.ErrorType(got), flow.ErrorType(fe))
 			}
 		}
 	}
@@ -152,7 +152,7 @@ func TestAuthFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := flow.AuthFailure("challenge", "start KSeF authentication", tt.err)
-			if et := errorType(got); et != tt.wantType {
+			if et := flow.ErrorType(got); et != tt.wantType {
 				t.Errorf("AuthFailure(%v) errorType %q, want %q", tt.err, et, tt.wantType)
 			}
 			r, _ := flow.ReasonOf(got)

@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 )
 
 // Reason is the structured description every handler error carries. Its JSON form is the
@@ -97,6 +98,22 @@ func (e *AuthFailedError) Unwrap() error { return e.Err }
 // ErrorNames lists the errorType names of the error types above, as the state machine sees them.
 func ErrorNames() []string {
 	return []string{"RetryableError", "RateLimitedError", "RejectedError", "BadInputError", "AuthFailedError"}
+}
+
+// ErrorType returns the errorType that aws-lambda-go reports to Step Functions when a handler
+// returns err, and so the name a Retry's or a Catch's ErrorEquals matches: the name of err's
+// type, behind the pointer (lambda/errors.go). For a *RejectedError it is "RejectedError"; for
+// a fmt.Errorf("...: %w", err) wrapper it is "wrapError", whatever it wraps. ErrorType(nil) is
+// "": no error.
+func ErrorType(err error) string {
+	if err == nil {
+		return ""
+	}
+	t := reflect.TypeOf(err)
+	if t.Kind() == reflect.Pointer {
+		return t.Elem().Name()
+	}
+	return t.Name()
 }
 
 // ReasonOf returns the Reason carried by err if it is (or wraps) one of the flow errors.

@@ -11,16 +11,6 @@ import (
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
 )
 
-// errorType is the errorType aws-lambda-go reports for a returned error (lambda/errors.go):
-// the name of its type, behind the pointer.
-func errorType(err error) string {
-	t := reflect.TypeOf(err)
-	if t.Kind() == reflect.Pointer {
-		return t.Elem().Name()
-	}
-	return t.Name()
-}
-
 // allErrors holds one value of every flow error type, in the order of ErrorNames.
 func allErrors(r flow.Reason, cause error) []error {
 	return []error{
@@ -32,10 +22,34 @@ func allErrors(r flow.Reason, cause error) []error {
 	}
 }
 
+// valueError is an error type used as a value, not behind a pointer.
+type valueError struct{}
+
+func (valueError) Error() string { return "value" }
+
+func TestErrorType(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&flow.RejectedError{}, "RejectedError"},
+		{valueError{}, "valueError"},
+		{fmt.Errorf("send: %w", &flow.RetryableError{}), "wrapError"}, // ErrorEquals cannot match what it wraps
+		{errors.New("plain"), "errorString"},
+		{errors.Join(&flow.BadInputError{}), "joinError"},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		if got := flow.ErrorType(tt.err); got != tt.want {
+			t.Errorf("ErrorType(%#v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
 func TestErrorNames(t *testing.T) {
 	var got []string
 	for _, err := range allErrors(flow.Reason{}, nil) {
-		got = append(got, errorType(err))
+		got = append(got, flow.ErrorType(err))
 	}
 	if want := flow.ErrorNames(); !slices.Equal(got, want) {
 		t.Errorf("errorType names %v, ErrorNames() %v: they must be the same, in order", got, want)
@@ -49,20 +63,20 @@ func TestErrorMessageIsReasonJSON(t *testing.T) {
 	for _, err := range allErrors(r, cause) {
 		var back flow.Reason
 		if jerr := json.Unmarshal([]byte(err.Error()), &back); jerr != nil {
-			t.Errorf("%s message %q is not JSON: %v", errorType(err), err.Error(), jerr)
+			t.Errorf("%s message %q is not JSON: %v", flow.ErrorType(err), err.Error(), jerr)
 			continue
 		}
 		if !reflect.DeepEqual(back, r) {
-			t.Errorf("%s message decodes to %+v, want %+v", errorType(err), back, r)
+			t.Errorf("%s message decodes to %+v, want %+v", flow.ErrorType(err), back, r)
 		}
 		if !errors.Is(err, cause) {
-			t.Errorf("%s does not unwrap to its cause", errorType(err))
+			t.Errorf("%s does not unwrap to its cause", flow.ErrorType(err))
 		}
 		if got, ok := flow.ReasonOf(err); !ok || !reflect.DeepEqual(got, r) {
-			t.Errorf("ReasonOf(%s) = %+v, %t; want %+v", errorType(err), got, ok, r)
+			t.Errorf("ReasonOf(%s) = %+v, %t; want %+v", flow.ErrorType(err), got, ok, r)
 		}
 		if got, ok := flow.ReasonOf(fmt.Errorf("context: %w", err)); !ok || !reflect.DeepEqual(got, r) {
-			t.Errorf("ReasonOf(wrapped %s) = %+v, %t; want %+v", errorType(err), got, ok, r)
+			t.Errorf("ReasonOf(wrapped %s) = %+v, %t; want %+v", flow.ErrorType(err), got, ok, r)
 		}
 	}
 }
@@ -89,7 +103,7 @@ func TestParseReason(t *testing.T) {
 	// What aws-lambda-go sends to the Lambda runtime API for a returned error, and Step
 	// Functions puts in the Cause: {"errorMessage": err.Error(), "errorType": ...}.
 	payload := func(err error) string {
-		b, jerr := json.Marshal(map[string]any{"errorMessage": err.Error(), "errorType": errorType(err)})
+		b, jerr := json.Marshal(map[string]any{"errorMessage": err.Error(), "errorType": flow.ErrorType(err)})
 		if jerr != nil {
 			t.Fatal(jerr)
 		}

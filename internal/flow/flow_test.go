@@ -16,11 +16,7 @@ import (
 // definition's Parameters build them, task outputs as the functions return them), rejecting
 // unknown fields, re-encodes them and compares: a renamed JSON field fails here.
 func TestPayloads(t *testing.T) {
-	tests := []struct {
-		file  string
-		value any
-		check func(t *testing.T, v any)
-	}{
+	testPayloads(t, []payload{
 		{"challenge_input.json", &flow.ChallengeInput{}, func(t *testing.T, v any) {
 			if in := v.(*flow.ChallengeInput); in.StatusCode != 200 || in.Attempt != 3 {
 				t.Errorf("decoded %+v", in)
@@ -48,8 +44,22 @@ func TestPayloads(t *testing.T) {
 		}},
 		{"poll_result_accepted.json", &flow.PollResult{}, nil},
 		{"poll_result_pending.json", &flow.PollResult{}, nil},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// payload is a state machine payload in testdata and the type it decodes into; check, if set,
+// looks at the decoded value.
+type payload struct {
+	file  string
+	value any
+	check func(t *testing.T, v any)
+}
+
+// testPayloads decodes each payload, rejecting unknown fields, re-encodes it and compares the
+// JSON with the file's: a renamed JSON field fails here.
+func testPayloads(t *testing.T, payloads []payload) {
+	t.Helper()
+	for _, tt := range payloads {
 		t.Run(tt.file, func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join("testdata", tt.file))
 			if err != nil {
@@ -85,7 +95,14 @@ func TestPayloads(t *testing.T) {
 // definition reads: a Choice on a missing $.run.auth.statusCode, or PollAuth's Parameters on a
 // missing $.run.auth.referenceNumber, fail the execution with States.Runtime.
 func TestAuthStateFieldsAlwaysPresent(t *testing.T) {
-	b, err := json.Marshal(flow.AuthState{})
+	checkKeys(t, flow.AuthState{}, "ready", "referenceNumber", "waitSeconds", "attempt", "statusCode")
+}
+
+// checkKeys fails t unless v encodes as a JSON object with every one of keys (a zero value
+// included: the definition reads these paths whatever the outcome).
+func checkKeys(t *testing.T, v any, keys ...string) {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +110,9 @@ func TestAuthStateFieldsAlwaysPresent(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"ready", "referenceNumber", "waitSeconds", "attempt", "statusCode"} {
+	for _, k := range keys {
 		if _, ok := m[k]; !ok {
-			t.Errorf("zero AuthState encodes as %s, without %q", b, k)
+			t.Errorf("%T encodes as %s, without %q", v, b, k)
 		}
 	}
 }

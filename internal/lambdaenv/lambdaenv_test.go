@@ -2,10 +2,8 @@ package lambdaenv_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,13 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-
 	"github.com/ksef-serverless/ksef-serverless/internal/lambdaenv"
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const (
@@ -229,102 +224,7 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// fakeSM is an in-memory AWS Secrets Manager with the version rules secrets.Store builds its
-// compare-and-swap on: a PutSecretValue whose ClientRequestToken names an existing version
-// succeeds without effect if the value is the same and fails with ResourceExistsException
-// otherwise; a secret without a value is ResourceNotFoundException.
-type fakeSM struct {
-	mu       sync.Mutex
-	versions map[string]map[string]string // name -> VersionId -> SecretString
-	current  map[string]string            // name -> VersionId labelled AWSCURRENT
-	external int
-}
-
-var _ secrets.API = (*fakeSM)(nil)
-
-func newFakeSM() *fakeSM {
-	return &fakeSM{versions: map[string]map[string]string{}, current: map[string]string{}}
-}
-
-func (f *fakeSM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	id, ok := f.current[name]
-	if !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	return &secretsmanager.GetSecretValueOutput{Name: in.SecretId, SecretString: aws.String(f.versions[name][id]), VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) PutSecretValue(_ context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.SecretId)
-	if _, ok := f.versions[name]; !ok {
-		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}
-	}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.PutSecretValueOutput{Name: in.SecretId, VersionId: aws.String(id)}, nil
-}
-
-func (f *fakeSM) CreateSecret(_ context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	name := aws.ToString(in.Name)
-	if _, ok := f.versions[name]; ok {
-		return nil, &smtypes.ResourceExistsException{Message: aws.String("the secret already exists")}
-	}
-	f.versions[name] = map[string]string{}
-	id, err := f.put(name, aws.ToString(in.ClientRequestToken), aws.ToString(in.SecretString))
-	if err != nil {
-		return nil, err
-	}
-	return &secretsmanager.CreateSecretOutput{Name: in.Name, VersionId: aws.String(id)}, nil
-}
-
-// put stores a version of an existing secret; f.mu is held.
-func (f *fakeSM) put(name, token, value string) (string, error) {
-	if token == "" {
-		return "", &smtypes.InvalidParameterException{Message: aws.String("the fake wants a ClientRequestToken")}
-	}
-	if old, ok := f.versions[name][token]; ok {
-		if old != value {
-			return "", &smtypes.ResourceExistsException{Message: aws.String("You can't modify an existing version, you can only create a new version.")}
-		}
-		return token, nil
-	}
-	f.versions[name][token] = value
-	f.current[name] = token
-	return token, nil
-}
-
-// set writes a value the way a tool outside the pipeline would (with an unrelated VersionId).
-func (f *fakeSM) set(t *testing.T, name string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.versions[name] == nil {
-		f.versions[name] = map[string]string{}
-	}
-	f.external++
-	id := fmt.Sprintf("external-%d", f.external)
-	f.versions[name][id] = string(b)
-	f.current[name] = id
-}
-
-func (f *fakeSM) value(name string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.versions[name][f.current[name]]
-}
+var _ secrets.API = (*secretstest.SecretsManager)(nil)
 
 // fakeKSeF answers the KSeF requests a pool's clients make, recording each one.
 type fakeKSeF struct {
@@ -370,11 +270,11 @@ func credentials(env ksef.Environment, baseURL string) secrets.Credentials {
 	return secrets.Credentials{NIP: nip, Environment: env, BaseURL: baseURL, AuthMethod: secrets.AuthToken, KSeFToken: ksefToken}
 }
 
-func newPool(t *testing.T, cfg lambdaenv.Config, creds *secrets.Credentials, log *slog.Logger) (*lambdaenv.ClientPool, *fakeSM, *fakeKSeF) {
+func newPool(t *testing.T, cfg lambdaenv.Config, creds *secrets.Credentials, log *slog.Logger) (*lambdaenv.ClientPool, *secretstest.SecretsManager, *fakeKSeF) {
 	t.Helper()
-	sm := newFakeSM()
+	sm := secretstest.New()
 	if creds != nil {
-		sm.set(t, "ksef/"+nip+"/credentials", creds)
+		sm.SetJSON(t, "ksef/"+nip+"/credentials", creds)
 	}
 	store := secrets.New(sm, secrets.WithClock(func() time.Time { return t0 }), secrets.WithLogger(log))
 	hc := &fakeKSeF{}
@@ -425,7 +325,7 @@ func TestClientPoolOneClientPerNIP(t *testing.T) {
 	pool, sm, _ := newPool(t, lambdaenv.Config{Environment: ksef.Test}, &c, slog.New(slog.DiscardHandler))
 	other := c
 	other.NIP = "1111111111"
-	sm.set(t, "ksef/1111111111/credentials", other)
+	sm.SetJSON(t, "ksef/1111111111/credentials", other)
 
 	a1, _, err := pool.Client(t.Context(), nip)
 	if err != nil {
@@ -495,7 +395,7 @@ func TestClientPoolAccessTokens(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pool, sm, hc := newPool(t, lambdaenv.Config{Environment: ksef.Test}, &c, log)
-			sm.set(t, state, secrets.State{AccessToken: tt.access, RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(24 * time.Hour)}})
+			sm.SetJSON(t, state, secrets.State{AccessToken: tt.access, RefreshToken: ksef.Token{Token: refreshToken, ValidUntil: t0.Add(24 * time.Hour)}})
 			client, _, err := pool.Client(t.Context(), nip)
 			if err != nil {
 				t.Fatal(err)
@@ -520,7 +420,7 @@ func TestClientPoolAccessTokens(t *testing.T) {
 				t.Errorf("business call authorised with another token than %.16s...", tt.wantBearer)
 			}
 			var stored secrets.State
-			if err := json.Unmarshal([]byte(sm.value(state)), &stored); err != nil {
+			if err := json.Unmarshal([]byte(sm.Value(t, state)), &stored); err != nil {
 				t.Fatal(err)
 			}
 			if stored.AccessToken.Token.Reveal() != tt.wantBearer {

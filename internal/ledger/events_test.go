@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,31 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/flow"
+	"github.com/ksef-serverless/ksef-serverless/internal/ledger/ledgertest"
 )
-
-// eventSchema compiles docs/events.schema.json, asserting formats (date-time).
-func eventSchema(t *testing.T) *jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	s, err := c.Compile("../../docs/events.schema.json")
-	if err != nil {
-		t.Fatalf("compile docs/events.schema.json: %v", err)
-	}
-	return s
-}
-
-func validate(t *testing.T, s *jsonschema.Schema, detail []byte) error {
-	t.Helper()
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(detail))
-	if err != nil {
-		t.Fatalf("detail is not JSON: %v\n%s", err, detail)
-	}
-	return s.Validate(v)
-}
 
 type fakeEvents struct {
 	entries []ebtypes.PutEventsRequestEntry
@@ -58,7 +36,6 @@ func (f *fakeEvents) PutEvents(_ context.Context, in *eventbridge.PutEventsInput
 }
 
 func TestPublish(t *testing.T) {
-	schema := eventSchema(t)
 	obj := flow.S3Object{Bucket: bucket, Key: "inbox/a.xml", VersionID: "v1"}
 	acquired := time.Date(2026, 3, 2, 10, 0, 3, 120_000_000, time.UTC)
 	accepted := &Invoice{ID: ObjectID(bucket, obj.Key, obj.VersionID), NIP: nip, Source: SourceS3, Object: obj, InvoiceHash: hashA,
@@ -116,7 +93,7 @@ func TestPublish(t *testing.T) {
 				t.Errorf("entry bus %s source %s detail-type %s time %v", aws.ToString(e.EventBusName), aws.ToString(e.Source), aws.ToString(e.DetailType), e.Time)
 			}
 			detail := []byte(aws.ToString(e.Detail))
-			if err := validate(t, schema, detail); err != nil {
+			if err := ledgertest.ValidateDetail(t, detail); err != nil {
 				t.Errorf("detail does not match docs/events.schema.json: %v\n%s", err, detail)
 			}
 			var d map[string]any
@@ -144,11 +121,10 @@ func TestPublish(t *testing.T) {
 
 // TestSchemaRejects shows that the schema catches what it is there to catch.
 func TestSchemaRejects(t *testing.T) {
-	schema := eventSchema(t)
 	good := EventOf(&Invoice{ID: ObjectID(bucket, "k", "v"), NIP: nip, Status: StatusAccepted, KSeFNumber: ksefNumber,
 		Object: flow.S3Object{Bucket: bucket, Key: "k"}}, t0)
 	b, _ := json.Marshal(good)
-	if err := validate(t, schema, b); err != nil {
+	if err := ledgertest.ValidateDetail(t, b); err != nil {
 		t.Fatalf("a minimal accepted event does not validate: %v", err)
 	}
 	for name, mutate := range map[string]func(d map[string]any){
@@ -174,7 +150,7 @@ func TestSchemaRejects(t *testing.T) {
 		_ = json.Unmarshal(b, &d)
 		mutate(d)
 		bad, _ := json.Marshal(d)
-		if validate(t, schema, bad) == nil {
+		if ledgertest.ValidateDetail(t, bad) == nil {
 			t.Errorf("%s: validates: %s", name, bad)
 		}
 	}
@@ -182,7 +158,6 @@ func TestSchemaRejects(t *testing.T) {
 
 // TestDocumentedExamples validates the example events of docs/events.md against the schema.
 func TestDocumentedExamples(t *testing.T) {
-	schema := eventSchema(t)
 	md, err := os.ReadFile("../../docs/events.md")
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +181,7 @@ func TestDocumentedExamples(t *testing.T) {
 		if ev.Source != EventSource {
 			t.Errorf("example %s: source %v", detailType, ev.Source)
 		}
-		if err := validate(t, schema, ev.Detail); err != nil {
+		if err := ledgertest.ValidateDetail(t, ev.Detail); err != nil {
 			t.Errorf("example %s does not match the schema: %v", detailType, err)
 		}
 		var d Event

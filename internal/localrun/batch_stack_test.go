@@ -56,40 +56,13 @@ func startBatchStack(t *testing.T) *Stack {
 	for _, f := range []string{FunctionChallenge, FunctionPoll} {
 		functions[f] = filepath.Join(bin, "lambda", f, "bootstrap")
 	}
-	cfg := filepath.Join(t.TempDir(), "emulator.json")
-	if err := os.WriteFile(cfg, []byte(`{"authDelay":"200ms","acceptDelay":"100ms","processingDelay":"200ms","storageDelay":"200ms","rateLimits":false}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	st, err := Start(ctx, Options{
+	opts := Options{
 		Functions:       functions,
 		Definition:      filepath.Join(root, "statemachine.asl.json"),
 		BatchDefinition: filepath.Join(root, "batch.asl.json"),
-		EmulatorBin:     filepath.Join(bin, "ksef-emulator"),
-		EmulatorConfig:  cfg,
 		RIEBin:          rie,
-		WaitOverride:    50 * time.Millisecond,
-		RetryOverride:   50 * time.Millisecond,
-		RunDir:          t.TempDir(),
-	})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs: %s", st.RunDir())
-			for _, f := range []string{"function-batch-0.log", "executions.log"} {
-				if b, err := os.ReadFile(filepath.Join(st.RunDir(), "logs", f)); err == nil {
-					t.Logf("%s:\n%s", f, b[max(0, len(b)-4000):])
-				}
-			}
-		}
-		if err := st.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return st
+	return startEmulatorStack(t, bin, opts, "function-batch-0.log", "executions.log")
 }
 
 // byKey returns a batch run's invoices under batch/<folder>/.

@@ -2,7 +2,10 @@ package motoserver
 
 import (
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,5 +68,53 @@ func TestTailBuffer(t *testing.T) {
 	}
 	if got, want := b.String(), "jklmnopq"; got != want {
 		t.Fatalf("String() = %q, want %q", got, want)
+	}
+}
+
+// lockProbe is an inner client that checks, on every request, that the serial client holds
+// its lock while the request is in flight.
+type lockProbe struct {
+	c        *serialClient
+	calls    atomic.Int64
+	unlocked atomic.Bool // set when a request ran without the lock held
+}
+
+func (p *lockProbe) Do(r *http.Request) (*http.Response, error) {
+	p.calls.Add(1)
+	if p.c.mu.TryLock() {
+		p.c.mu.Unlock()
+		p.unlocked.Store(true)
+	}
+	return &http.Response{StatusCode: http.StatusTeapot, Request: r}, nil
+}
+
+func TestSerialHTTPClient(t *testing.T) {
+	if _, ok := SerialHTTPClient().(*serialClient); !ok {
+		t.Fatalf("SerialHTTPClient() is a %T, want a *serialClient", SerialHTTPClient())
+	}
+	c := &serialClient{}
+	probe := &lockProbe{c: c}
+	c.inner = probe
+	const requests = 16
+	var wg sync.WaitGroup
+	for range requests {
+		wg.Go(func() {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://127.0.0.1/", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp, err := c.Do(req)
+			if err != nil || resp.StatusCode != http.StatusTeapot || resp.Request != req {
+				t.Errorf("Do = %+v, %v; want the inner client's response", resp, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := probe.calls.Load(); n != requests {
+		t.Errorf("inner client saw %d requests, want %d", n, requests)
+	}
+	if probe.unlocked.Load() {
+		t.Error("a request reached the inner client without the lock held")
 	}
 }

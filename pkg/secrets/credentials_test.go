@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const testKSeFToken = "20251010-EC-1DCE3E3000-12ECB5B36E-45|nip-5265877635|SECRET919fdf7b9"
@@ -170,7 +171,7 @@ func TestAPIBaseURL(t *testing.T) {
 }
 
 func TestStoreCredentials(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	name := "ksef/" + testNIP + "/credentials"
 	s := testStore(sm, c, "c-a", 0, WithCacheTTL(time.Minute))
 	ctx := t.Context()
@@ -179,7 +180,7 @@ func TestStoreCredentials(t *testing.T) {
 		t.Fatalf("missing secret: err = %v, want ErrNotFound", err)
 	}
 
-	sm.set(name, string(credsJSON(t, map[string]any{"nip": testNIP, "environment": "test", "authMethod": "token", "ksefToken": testKSeFToken})))
+	sm.Set(name, string(credsJSON(t, map[string]any{"nip": testNIP, "environment": "test", "authMethod": "token", "ksefToken": testKSeFToken})))
 	got, err := s.Credentials(ctx, testNIP)
 	if err != nil {
 		t.Fatal(err)
@@ -192,19 +193,19 @@ func TestStoreCredentials(t *testing.T) {
 	if again.KSeFToken != testKSeFToken {
 		t.Error("changing a returned Credentials changed the cache")
 	}
-	if n := sm.gets.Load(); n != 2 {
+	if n := sm.Counts().Gets; n != 2 {
 		t.Errorf("reads = %d, want 2 (the miss, then one read cached for the TTL)", n)
 	}
 
 	c.Advance(time.Minute)
-	sm.set(name, string(credsJSON(t, map[string]any{"nip": "1111111111", "environment": "test", "authMethod": "token", "ksefToken": testKSeFToken})))
+	sm.Set(name, string(credsJSON(t, map[string]any{"nip": "1111111111", "environment": "test", "authMethod": "token", "ksefToken": testKSeFToken})))
 	_, err = s.Credentials(ctx, testNIP)
 	var ce *CredentialsError
 	if !errors.As(err, &ce) || ce.Field != "nip" || !strings.Contains(err.Error(), "want "+testNIP) {
 		t.Errorf("secret of another NIP: err = %v, want a nip CredentialsError", err)
 	}
 
-	sm.secrets[name] = &fakeSecret{binary: []byte("x")}
+	sm.SetBinary(name, []byte("x"))
 	if _, err := s.Credentials(ctx, testNIP); !errors.Is(err, ErrInvalidCredentials) {
 		t.Errorf("binary secret: err = %v, want ErrInvalidCredentials", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 // TestNothingSecretInLogsOrErrors drives every path that logs or fails, with a debug logger,
@@ -20,7 +21,7 @@ import (
 func TestNothingSecretInLogsOrErrors(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	opts := []Option{WithLogger(logger)}
 	a := testStore(sm, c, "c-a", 0, opts...)
 	b := testStore(sm, c, "c-b", 0.5, opts...)
@@ -48,11 +49,11 @@ func TestNothingSecretInLogsOrErrors(t *testing.T) {
 		{"nip": testNIP, "environment": "production", "authMethod": "token", "ksefToken": testKSeFToken},
 		{"nip": testNIP, "environment": "test", "authMethod": "token", "ksefToken": testKSeFToken, "extra": "SECRET"},
 	} {
-		sm.set(credName, string(credsJSON(t, doc)))
+		sm.Set(credName, string(credsJSON(t, doc)))
 		c.Advance(time.Hour) // past the cache
 		record(a.Credentials(ctx, testNIP))
 	}
-	sm.set(credName, `{"ksefToken":"SECRET-`+"\x00"+`"}`)
+	sm.Set(credName, `{"ksefToken":"SECRET-`+"\x00"+`"}`)
 	c.Advance(time.Hour)
 	record(a.Credentials(ctx, testNIP))
 
@@ -69,9 +70,10 @@ func TestNothingSecretInLogsOrErrors(t *testing.T) {
 	record(a.Update(ctx, testNIP, func(st *State) error { st.Session = session; return nil }))
 	c.Advance(tokenLife - margin/2)
 	r := &refresher{now: c.Now, life: tokenLife}
-	sm.beforePut = func(string) {
-		sm.beforePut = nil
+	sm.BeforePut = func(string) error {
+		sm.BeforePut = nil
 		record(b.AccessToken(ctx, testNIP, r)) // b wins the race; a adopts b's token
+		return nil
 	}
 	record(a.AccessToken(ctx, testNIP, r))
 	record(a.Update(ctx, testNIP, func(*State) error { return fmt.Errorf("handler failed: %w", ErrNoChange) }))
@@ -88,11 +90,11 @@ func TestNothingSecretInLogsOrErrors(t *testing.T) {
 		`{"refreshToken":{"token":"SECRET","validUntil":"SECRET-time"}}`,
 		`{"session":{"handle":{"key":"SECRET*"}}}`,
 	} {
-		sm.set(stateName, doc)
+		sm.Set(stateName, doc)
 		record(a.LatestState(ctx, testNIP))
 		record(a.AccessToken(ctx, testNIP, r))
 	}
-	sm.set(stateName, `{}`)
+	sm.Set(stateName, `{}`)
 	record(a.AccessToken(ctx, testNIP, r))
 	record(a.AccessToken(ctx, testNIP, &refresher{now: c.Now, err: context.DeadlineExceeded}))
 

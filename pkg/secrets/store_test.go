@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const testNIP = "5265877635"
@@ -50,7 +53,7 @@ func TestVersionToken(t *testing.T) {
 }
 
 func TestUpdateCreatesMissingSecret(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	s := testStore(sm, c, "c-a", 0, WithKMSKeyID("alias/ksef"))
 	ctx := t.Context()
 
@@ -67,11 +70,11 @@ func TestUpdateCreatesMissingSecret(t *testing.T) {
 	if !got.UpdatedAt.Equal(c.Now()) {
 		t.Errorf("UpdatedAt = %v, want %v", got.UpdatedAt, c.Now())
 	}
-	if n := sm.creates.Load(); n != 1 {
+	if n := sm.Counts().Creates; n != 1 {
 		t.Errorf("CreateSecret calls = %d, want 1", n)
 	}
 	var stored State
-	if err := json.Unmarshal([]byte(sm.value(t, stateName)), &stored); err != nil {
+	if err := json.Unmarshal([]byte(sm.Value(t, stateName)), &stored); err != nil {
 		t.Fatalf("stored state: %v", err)
 	}
 	if stored.PendingAuth == nil || stored.PendingAuth.ReferenceNumber != "20260302-AU-0000000000-0000000000-00" {
@@ -92,7 +95,7 @@ func TestUpdateCreatesMissingSecret(t *testing.T) {
 }
 
 func TestUpdateLoserRereadsAndReapplies(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	a, b := testStore(sm, c, "c-a", 0), testStore(sm, c, "c-b", 0)
 	ctx := t.Context()
 	if _, err := a.Update(ctx, testNIP, func(st *State) error { st.Session = &OnlineSession{InvoicesSent: 1}; return nil }); err != nil {
@@ -100,11 +103,12 @@ func TestUpdateLoserRereadsAndReapplies(t *testing.T) {
 	}
 
 	// b writes just before a's write lands, after a has read.
-	sm.beforePut = func(string) {
-		sm.beforePut = nil // once; everything here runs on the test's goroutine
+	sm.BeforePut = func(string) error {
+		sm.BeforePut = nil // once; everything here runs on the test's goroutine
 		if _, err := b.Update(ctx, testNIP, func(st *State) error { st.Session.InvoicesSent += 10; return nil }); err != nil {
 			t.Errorf("competing Update: %v", err)
 		}
+		return nil
 	}
 	calls := 0
 	got, err := a.Update(ctx, testNIP, func(st *State) error {
@@ -121,13 +125,13 @@ func TestUpdateLoserRereadsAndReapplies(t *testing.T) {
 	if got.Session.InvoicesSent != 12 {
 		t.Errorf("InvoicesSent = %d, want 12 (1 + 10 from the competitor + 1)", got.Session.InvoicesSent)
 	}
-	if n := sm.conflicts.Load(); n != 1 {
+	if n := sm.Counts().Conflicts; n != 1 {
 		t.Errorf("conflicting puts = %d, want 1", n)
 	}
 }
 
 func TestUpdateGivesUpWithErrConflict(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	a, b := testStore(sm, c, "c-a", 0), testStore(sm, c, "c-b", 0)
 	ctx := t.Context()
 	if _, err := a.Update(ctx, testNIP, func(*State) error { return nil }); err != nil {
@@ -136,9 +140,9 @@ func TestUpdateGivesUpWithErrConflict(t *testing.T) {
 	var waits []time.Duration
 	a.wait = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 	inner := false
-	sm.beforePut = func(string) {
+	sm.BeforePut = func(string) error {
 		if inner {
-			return
+			return nil
 		}
 		inner = true
 		defer func() { inner = false }()
@@ -146,6 +150,7 @@ func TestUpdateGivesUpWithErrConflict(t *testing.T) {
 		if _, err := b.Update(ctx, testNIP, func(*State) error { return nil }); err != nil {
 			t.Errorf("competing Update: %v", err)
 		}
+		return nil
 	}
 	_, err := a.Update(ctx, testNIP, func(*State) error { return nil })
 	if !errors.Is(err, ErrConflict) {
@@ -162,14 +167,14 @@ func TestUpdateGivesUpWithErrConflict(t *testing.T) {
 }
 
 func TestUpdateNoChangeAndFnError(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	s := testStore(sm, c, "c-a", 0)
 	ctx := t.Context()
 	first, err := s.Update(ctx, testNIP, func(st *State) error { st.Session = &OnlineSession{InvoicesSent: 3}; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	puts := sm.puts.Load() + sm.creates.Load()
+	puts := sm.Counts().Puts + sm.Counts().Creates
 
 	got, err := s.Update(ctx, testNIP, func(st *State) error {
 		st.Session.InvoicesSent = 99 // discarded
@@ -186,7 +191,7 @@ func TestUpdateNoChangeAndFnError(t *testing.T) {
 	if _, err := s.Update(ctx, testNIP, func(*State) error { return boom }); !errors.Is(err, boom) {
 		t.Errorf("Update with a failing fn: err = %v, want it to wrap %v", err, boom)
 	}
-	if n := sm.puts.Load() + sm.creates.Load(); n != puts {
+	if n := sm.Counts().Puts + sm.Counts().Creates; n != puts {
 		t.Errorf("writes after ErrNoChange and a failing fn = %d, want %d", n, puts)
 	}
 }
@@ -194,8 +199,10 @@ func TestUpdateNoChangeAndFnError(t *testing.T) {
 func TestUpdateSecretWithoutValue(t *testing.T) {
 	// Infrastructure code may create the secret without a value; GetSecretValue then answers
 	// ResourceNotFoundException and CreateSecret ResourceExistsException.
-	sm, c := newFakeSM(), newClock()
-	sm.secrets[stateName] = &fakeSecret{versions: map[string]string{}}
+	sm, c := secretstest.New(), newClock()
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String(stateName)}); err != nil {
+		t.Fatal(err)
+	}
 	s := testStore(sm, c, "c-a", 0)
 	got, err := s.Update(t.Context(), testNIP, func(st *State) error { st.Session = &OnlineSession{InvoicesSent: 1}; return nil })
 	if err != nil {
@@ -204,8 +211,8 @@ func TestUpdateSecretWithoutValue(t *testing.T) {
 	if got.version != versionToken(stateName, "") {
 		t.Errorf("version = %q, want the token after the empty version", got.version)
 	}
-	if !strings.Contains(sm.value(t, stateName), `"invoicesSent":1`) {
-		t.Errorf("stored value = %s, want invoicesSent 1", sm.value(t, stateName))
+	if !strings.Contains(sm.Value(t, stateName), `"invoicesSent":1`) {
+		t.Errorf("stored value = %s, want invoicesSent 1", sm.Value(t, stateName))
 	}
 }
 
@@ -213,7 +220,7 @@ func TestConcurrentWritersLoseNothing(t *testing.T) {
 	// Writers in separate Stores (processes) race to create the secret and then to increment a
 	// counter; every increment must survive.
 	const writers, increments = 8, 5
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers*increments)
 	for w := range writers {
@@ -240,22 +247,22 @@ func TestConcurrentWritersLoseNothing(t *testing.T) {
 		t.Errorf("Update: %v", err)
 	}
 	var st State
-	if err := json.Unmarshal([]byte(sm.value(t, stateName)), &st); err != nil {
+	if err := json.Unmarshal([]byte(sm.Value(t, stateName)), &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Session == nil || st.Session.InvoicesSent != writers*increments {
 		t.Fatalf("final InvoicesSent = %+v, want %d", st.Session, writers*increments)
 	}
-	if n := sm.putsOK.Load() + 1; n != writers*increments { // +1: the CreateSecret
+	if n := sm.Counts().PutsApplied + 1; n != writers*increments { // +1: the CreateSecret
 		t.Errorf("successful writes = %d, want %d", n, writers*increments)
 	}
 	t.Logf("%d increments by %d writers: %d GetSecretValue, %d PutSecretValue (%d lost the race), %d CreateSecret",
-		writers*increments, writers, sm.gets.Load(), sm.puts.Load(), sm.conflicts.Load(), sm.creates.Load())
+		writers*increments, writers, sm.Counts().Gets, sm.Counts().Puts, sm.Counts().Conflicts, sm.Counts().Creates)
 }
 
 func TestStateCache(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
-	sm.set(stateName, `{"session":{"invoicesSent":4}}`)
+	sm, c := secretstest.New(), newClock()
+	sm.Set(stateName, `{"session":{"invoicesSent":4}}`)
 	s := testStore(sm, c, "c-a", 0, WithCacheTTL(30*time.Second))
 	ctx := t.Context()
 
@@ -269,21 +276,21 @@ func TestStateCache(t *testing.T) {
 		}
 		st.Session.InvoicesSent = 100 // must not reach the cache
 	}
-	if n := sm.gets.Load(); n != 1 {
+	if n := sm.Counts().Gets; n != 1 {
 		t.Errorf("GetSecretValue calls within the TTL = %d, want 1", n)
 	}
 
-	sm.set(stateName, `{"session":{"invoicesSent":5}}`)
+	sm.Set(stateName, `{"session":{"invoicesSent":5}}`)
 	c.Advance(30 * time.Second)
 	st, err := s.State(ctx, testNIP)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Session.InvoicesSent != 5 || sm.gets.Load() != 2 {
-		t.Errorf("after the TTL: InvoicesSent = %d with %d reads, want 5 with 2", st.Session.InvoicesSent, sm.gets.Load())
+	if st.Session.InvoicesSent != 5 || sm.Counts().Gets != 2 {
+		t.Errorf("after the TTL: InvoicesSent = %d with %d reads, want 5 with 2", st.Session.InvoicesSent, sm.Counts().Gets)
 	}
 
-	sm.set(stateName, `{"session":{"invoicesSent":6}}`)
+	sm.Set(stateName, `{"session":{"invoicesSent":6}}`)
 	if st, err = s.LatestState(ctx, testNIP); err != nil || st.Session.InvoicesSent != 6 {
 		t.Errorf("LatestState = %+v, %v; want invoicesSent 6", st.Session, err)
 	}
@@ -292,16 +299,16 @@ func TestStateCache(t *testing.T) {
 	}
 
 	noCache := testStore(sm, c, "c-b", 0, WithCacheTTL(0))
-	before := sm.gets.Load()
+	before := sm.Counts().Gets
 	_, _ = noCache.State(ctx, testNIP)
 	_, _ = noCache.State(ctx, testNIP)
-	if n := sm.gets.Load() - before; n != 2 {
+	if n := sm.Counts().Gets - before; n != 2 {
 		t.Errorf("reads with WithCacheTTL(0) = %d, want 2", n)
 	}
 }
 
 func TestStateMissingSecretIsZero(t *testing.T) {
-	s := testStore(newFakeSM(), newClock(), "c-a", 0)
+	s := testStore(secretstest.New(), newClock(), "c-a", 0)
 	st, err := s.State(t.Context(), testNIP)
 	if err != nil {
 		t.Fatalf("State: %v", err)
@@ -322,8 +329,8 @@ func TestStateDecodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sm := newFakeSM()
-			sm.set(stateName, tt.value)
+			sm := secretstest.New()
+			sm.Set(stateName, tt.value)
 			_, err := testStore(sm, newClock(), "c-a", 0).State(t.Context(), testNIP)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("State(%s): err = %v, want it to contain %q", tt.value, err, tt.want)
@@ -338,15 +345,15 @@ func TestStateDecodeErrors(t *testing.T) {
 }
 
 func TestStateBinarySecret(t *testing.T) {
-	sm := newFakeSM()
-	sm.secrets[stateName] = &fakeSecret{binary: []byte{1, 2, 3}}
+	sm := secretstest.New()
+	sm.SetBinary(stateName, []byte{1, 2, 3})
 	if _, err := testStore(sm, newClock(), "c-a", 0).State(t.Context(), testNIP); err == nil || !strings.Contains(err.Error(), "binary") {
 		t.Fatalf("State of a binary secret: err = %v, want a binary-data error", err)
 	}
 }
 
 func TestStoreStateKeepsSuccessor(t *testing.T) {
-	s := testStore(newFakeSM(), newClock(), "c-a", 0)
+	s := testStore(secretstest.New(), newClock(), "c-a", 0)
 	older := &State{version: "v1"}
 	newer := &State{version: versionToken(stateName, "v1")}
 	s.storeState(testNIP, newer)
@@ -384,7 +391,7 @@ func TestStateCloneIsDeep(t *testing.T) {
 }
 
 func TestMethodsRejectBadNIP(t *testing.T) {
-	s := testStore(newFakeSM(), newClock(), "c-a", 0)
+	s := testStore(secretstest.New(), newClock(), "c-a", 0)
 	ctx := t.Context()
 	for _, nip := range []string{"", "123", "0265877635", "5005877635", "../../etc", "52658776351"} {
 		checks := map[string]error{}
@@ -403,26 +410,16 @@ func TestMethodsRejectBadNIP(t *testing.T) {
 }
 
 func TestWithNames(t *testing.T) {
-	sm := newFakeSM()
+	sm := secretstest.New()
 	s := testStore(sm, newClock(), "c-a", 0, WithNames(func(nip string) (string, string) {
 		return "prod/ksef/" + nip + "/creds", "prod/ksef/" + nip + "/state"
 	}))
 	if _, err := s.Update(t.Context(), testNIP, func(*State) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := sm.secrets["prod/ksef/"+testNIP+"/state"]; !ok {
-		t.Errorf("secrets = %v, want prod/ksef/%s/state", keys(sm), testNIP)
+	if names := sm.Names(); !slices.Contains(names, "prod/ksef/"+testNIP+"/state") {
+		t.Errorf("secrets = %v, want prod/ksef/%s/state", names, testNIP)
 	}
-}
-
-func keys(f *fakeSM) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ks []string
-	for k := range f.secrets {
-		ks = append(ks, k)
-	}
-	return ks
 }
 
 func TestIsAWSError(t *testing.T) {
@@ -468,8 +465,8 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestEmptySecretStringIsZeroState(t *testing.T) {
-	sm := newFakeSM()
-	sm.set(stateName, " \n")
+	sm := secretstest.New()
+	sm.Set(stateName, " \n")
 	st, err := testStore(sm, newClock(), "c-a", 0).State(t.Context(), testNIP)
 	if err != nil || st.AccessToken.Token != "" || st.version == "" {
 		t.Fatalf("State of a blank secret = %+v, %v; want the zero State at its version", st, err)
@@ -477,7 +474,12 @@ func TestEmptySecretStringIsZeroState(t *testing.T) {
 }
 
 func TestGetFailureIsReturned(t *testing.T) {
-	s := testStore(failingAPI{}, newClock(), "c-a", 0)
+	sm := secretstest.New()
+	deny := func(string) error {
+		return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not allowed"}
+	}
+	sm.BeforeGet, sm.BeforePut = deny, deny
+	s := testStore(sm, newClock(), "c-a", 0)
 	_, err := s.State(t.Context(), testNIP)
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "AccessDeniedException" {
@@ -489,11 +491,4 @@ func TestGetFailureIsReturned(t *testing.T) {
 	if _, err := s.Credentials(t.Context(), testNIP); !errors.As(err, &apiErr) || errors.Is(err, ErrNotFound) {
 		t.Fatalf("Credentials: err = %v, want the AccessDeniedException, not ErrNotFound", err)
 	}
-}
-
-// failingAPI denies everything.
-type failingAPI struct{ API }
-
-func (failingAPI) GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	return nil, &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not allowed"}
 }

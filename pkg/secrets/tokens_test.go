@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
+	"github.com/ksef-serverless/ksef-serverless/pkg/secrets/secretstest"
 )
 
 const (
@@ -20,7 +21,7 @@ const (
 )
 
 // seedState stores a state whose access token was issued at issued and lives tokenLife.
-func seedState(t *testing.T, sm *fakeSM, issued time.Time, owner string) State {
+func seedState(t *testing.T, sm *secretstest.SecretsManager, issued time.Time, owner string) State {
 	t.Helper()
 	st := State{
 		AccessToken:   ksef.Token{Token: "SECRET-access-0", ValidUntil: issued.Add(tokenLife)},
@@ -32,7 +33,7 @@ func seedState(t *testing.T, sm *fakeSM, issued time.Time, owner string) State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm.set(stateName, string(b))
+	sm.Set(stateName, string(b))
 	return st
 }
 
@@ -71,7 +72,7 @@ func TestAccessTokenDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sm, c := newFakeSM(), newClock()
+			sm, c := secretstest.New(), newClock()
 			owner := tt.owner
 			if owner == "me" {
 				owner = "c-me"
@@ -83,7 +84,7 @@ func TestAccessTokenDecisions(t *testing.T) {
 					st.RefreshToken = ksef.Token{Token: "SECRET-refresh-0", ValidUntil: expiry.Add(-tt.left).Add(tt.refreshLeft)}
 				}
 				b, _ := json.Marshal(st)
-				sm.set(stateName, string(b))
+				sm.Set(stateName, string(b))
 			}
 			c.Set(expiry.Add(-tt.left))
 			r := &refresher{now: c.Now, life: tokenLife, err: tt.refreshErr}
@@ -108,12 +109,12 @@ func TestAccessTokenDecisions(t *testing.T) {
 			if n := r.calls.Load(); n != tt.wantCalls {
 				t.Errorf("refresh calls = %d, want %d", n, tt.wantCalls)
 			}
-			if n := sm.putsOK.Load(); n != tt.wantPuts {
+			if n := sm.Counts().PutsApplied; n != tt.wantPuts {
 				t.Errorf("successful writes = %d, want %d", n, tt.wantPuts)
 			}
 			if tt.wantCalls == 1 && tt.wantErr == nil && !tt.wantOther {
 				var saved State
-				_ = json.Unmarshal([]byte(sm.value(t, stateName)), &saved)
+				_ = json.Unmarshal([]byte(sm.Value(t, stateName)), &saved)
 				if saved.AccessToken.Token != tt.wantToken || saved.TokenOwner != "c-me" || !saved.TokenIssuedAt.Equal(c.Now()) {
 					t.Errorf("stored token %q owner %q issued %v, want %q, c-me, %v",
 						saved.AccessToken.Token.Reveal(), saved.TokenOwner, saved.TokenIssuedAt, tt.wantToken.Reveal(), c.Now())
@@ -127,19 +128,19 @@ func TestAccessTokenDecisions(t *testing.T) {
 }
 
 func TestAccessTokenWithoutState(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	r := &refresher{now: c.Now, life: tokenLife}
 	_, err := testStore(sm, c, "c-me", 0).AccessToken(t.Context(), testNIP, r)
 	if !errors.Is(err, ErrLoginRequired) {
 		t.Fatalf("err = %v, want ErrLoginRequired", err)
 	}
-	if r.calls.Load() != 0 || sm.creates.Load() != 0 {
-		t.Errorf("refresh calls %d, creates %d; want 0, 0", r.calls.Load(), sm.creates.Load())
+	if r.calls.Load() != 0 || sm.Counts().Creates != 0 {
+		t.Errorf("refresh calls %d, creates %d; want 0, 0", r.calls.Load(), sm.Counts().Creates)
 	}
 }
 
 func TestAccessTokenRejectedRefreshIsForgotten(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-a")
 	c.Advance(tokenLife - time.Minute)
 	rejected := &ksef.APIError{StatusCode: http.StatusUnauthorized}
@@ -162,7 +163,7 @@ func TestAccessTokenRejectedRefreshIsForgotten(t *testing.T) {
 
 func TestAccessTokenRejectedRefreshKeepsNewLogin(t *testing.T) {
 	// A login that lands while the dead refresh token is being tried must survive.
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-a")
 	c.Advance(tokenLife - time.Minute)
 	login := testStore(sm, c, "c-login", 0)
@@ -178,7 +179,7 @@ func TestAccessTokenRejectedRefreshKeepsNewLogin(t *testing.T) {
 		t.Fatalf("err = %v, want ErrLoginRequired", err)
 	}
 	var st State
-	_ = json.Unmarshal([]byte(sm.value(t, stateName)), &st)
+	_ = json.Unmarshal([]byte(sm.Value(t, stateName)), &st)
 	if st.RefreshToken.Token != "SECRET-refresh-login" || st.AccessToken.Token != "SECRET-access-login" {
 		t.Errorf("tokens after the rejected refresh = %q/%q, want the new login's",
 			st.AccessToken.Token.Reveal(), st.RefreshToken.Token.Reveal())
@@ -188,13 +189,13 @@ func TestAccessTokenRejectedRefreshKeepsNewLogin(t *testing.T) {
 func TestAccessTokenShortLivedTokens(t *testing.T) {
 	// Tokens living 60 s with a 2-minute margin: the effective margin is 30 s, so a token with
 	// 45 s left is reused instead of being refreshed on every call.
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-me")
 	var st State
-	_ = json.Unmarshal([]byte(sm.value(t, stateName)), &st)
+	_ = json.Unmarshal([]byte(sm.Value(t, stateName)), &st)
 	st.AccessToken.ValidUntil = c.Now().Add(time.Minute)
 	b, _ := json.Marshal(st)
-	sm.set(stateName, string(b))
+	sm.Set(stateName, string(b))
 
 	r := &refresher{now: c.Now, life: time.Minute}
 	s := testStore(sm, c, "c-me", 0)
@@ -218,7 +219,7 @@ func TestAccessTokenShortLivedTokens(t *testing.T) {
 
 func TestAccessTokenOneRefreshPerProcess(t *testing.T) {
 	// 50 goroutines of one process: one refresh, one write, the same token for all.
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-me")
 	c.Advance(tokenLife - time.Minute)
 	r := &refresher{now: c.Now, life: tokenLife}
@@ -242,13 +243,13 @@ func TestAccessTokenOneRefreshPerProcess(t *testing.T) {
 			t.Errorf("token = %q, want the refreshed one", tok.Reveal())
 		}
 	}
-	if r.calls.Load() != 1 || sm.putsOK.Load() != 1 {
-		t.Errorf("refreshes %d, writes %d; want 1, 1", r.calls.Load(), sm.putsOK.Load())
+	if r.calls.Load() != 1 || sm.Counts().PutsApplied != 1 {
+		t.Errorf("refreshes %d, writes %d; want 1, 1", r.calls.Load(), sm.Counts().PutsApplied)
 	}
 }
 
 func TestAccessTokenWaiterOutlivesCancelledLeader(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-me")
 	c.Advance(tokenLife - time.Minute)
 	s := testStore(sm, c, "c-me", 0)
@@ -290,13 +291,13 @@ func TestAccessTokenWaiterOutlivesCancelledLeader(t *testing.T) {
 // fleet is a set of Stores sharing one fake Secrets Manager and clock: one per simulated Lambda
 // execution environment.
 type fleet struct {
-	sm     *fakeSM
+	sm     *secretstest.SecretsManager
 	clock  *clock
 	stores []*Store
 }
 
 func newFleet(n int) *fleet {
-	f := &fleet{sm: newFakeSM(), clock: newClock()}
+	f := &fleet{sm: secretstest.New(), clock: newClock()}
 	for i := range n {
 		f.stores = append(f.stores, testStore(f.sm, f.clock, fmt.Sprintf("c-%02d", i), float64(i)/float64(n)))
 	}
@@ -333,7 +334,7 @@ func (f *fleet) burst(t *testing.T, perStore int, r Refresher) []ksef.Secret {
 }
 
 func (f *fleet) counts() (gets, puts, putsOK int64) {
-	return f.sm.gets.Load(), f.sm.puts.Load() + f.sm.creates.Load(), f.sm.putsOK.Load()
+	return f.sm.Counts().Gets, f.sm.Counts().Puts + f.sm.Counts().Creates, f.sm.Counts().PutsApplied
 }
 
 func TestFleetSteadyState(t *testing.T) {
@@ -360,7 +361,7 @@ func TestFleetSteadyState(t *testing.T) {
 	}
 	stored := func() State {
 		var st State
-		if err := json.Unmarshal([]byte(f.sm.value(t, stateName)), &st); err != nil {
+		if err := json.Unmarshal([]byte(f.sm.Value(t, stateName)), &st); err != nil {
 			t.Fatal(err)
 		}
 		return st
@@ -467,11 +468,11 @@ func TestFleetOwnerGoneWorstCase(t *testing.T) {
 		}
 	}
 	t.Logf("worst case, %d stores: %d KSeF refreshes, %d PutSecretValue (%d successful, %d lost the race)",
-		stores, r.calls.Load(), f.sm.puts.Load(), putsOK, f.sm.conflicts.Load())
+		stores, r.calls.Load(), f.sm.Counts().Puts, putsOK, f.sm.Counts().Conflicts)
 }
 
 func TestSaveTokens(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	s := testStore(sm, c, "c-a", 0)
 	ctx := t.Context()
 	if _, err := s.Update(ctx, testNIP, func(st *State) error {
@@ -509,7 +510,7 @@ func (panickingRefresher) RefreshAccessToken(context.Context, ksef.Secret) (*kse
 }
 
 func TestAccessTokenRefresherPanicReleasesFlight(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "c-me")
 	c.Advance(tokenLife - time.Minute)
 	s := testStore(sm, c, "c-me", 0)
@@ -540,7 +541,7 @@ func TestWithRefreshMargin(t *testing.T) {
 		{nil, 0},
 		{[]Option{WithRefreshMargin(5 * time.Minute)}, 1},
 	} {
-		sm, c := newFakeSM(), newClock()
+		sm, c := secretstest.New(), newClock()
 		seedState(t, sm, c.Now(), "c-me")
 		c.Advance(tokenLife - 4*time.Minute)
 		r := &refresher{now: c.Now, life: tokenLife}
@@ -554,7 +555,7 @@ func TestWithRefreshMargin(t *testing.T) {
 }
 
 func TestDropAccessToken(t *testing.T) {
-	sm, c := newFakeSM(), newClock()
+	sm, c := secretstest.New(), newClock()
 	seedState(t, sm, c.Now(), "")
 	c.Advance(time.Minute)
 	r := &refresher{now: c.Now, life: tokenLife}
@@ -570,7 +571,7 @@ func TestDropAccessToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st State
-	_ = json.Unmarshal([]byte(sm.value(t, stateName)), &st)
+	_ = json.Unmarshal([]byte(sm.Value(t, stateName)), &st)
 	if st.AccessToken.Token != "" || st.RefreshToken.Token != "SECRET-refresh-0" {
 		t.Errorf("stored tokens after the drop = %q/%q, want no access token and the refresh token kept",
 			st.AccessToken.Token.Reveal(), st.RefreshToken.Token.Reveal())
@@ -581,14 +582,14 @@ func TestDropAccessToken(t *testing.T) {
 
 	// The other process met the same 401 with the same token: it adopts the replacement and
 	// neither writes nor refreshes.
-	puts := sm.putsOK.Load()
+	puts := sm.Counts().PutsApplied
 	if err := b.DropAccessToken(t.Context(), testNIP); err != nil {
 		t.Fatal(err)
 	}
 	if tok, err := b.AccessToken(t.Context(), testNIP, r); err != nil || tok != "SECRET-access-refreshed-1" {
 		t.Fatalf("second store: AccessToken = %q, %v; want the replacement", tok.Reveal(), err)
 	}
-	if n := sm.putsOK.Load() - puts; n != 0 {
+	if n := sm.Counts().PutsApplied - puts; n != 0 {
 		t.Errorf("second store wrote %d times, want 0", n)
 	}
 	if n := r.calls.Load(); n != 1 {
@@ -596,11 +597,11 @@ func TestDropAccessToken(t *testing.T) {
 	}
 
 	// A Store that handed out nothing only reads.
-	puts = sm.putsOK.Load()
+	puts = sm.Counts().PutsApplied
 	if err := testStore(sm, c, "c-c", 0).DropAccessToken(t.Context(), testNIP); err != nil {
 		t.Fatal(err)
 	}
-	if n := sm.putsOK.Load() - puts; n != 0 {
+	if n := sm.Counts().PutsApplied - puts; n != 0 {
 		t.Errorf("a Store without a token wrote %d times, want 0", n)
 	}
 }
