@@ -74,7 +74,11 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 func motoTable(t *testing.T) backend {
 	t.Helper()
 	srv := motoserver.Start(t)
-	db := dynamodb.NewFromConfig(motoserver.AWSConfig(t, srv.Endpoint))
+	cfg := motoserver.AWSConfig(t, srv.Endpoint)
+	// moto does not apply a conditional write atomically: concurrent requests can both pass
+	// the condition. DynamoDB does, so the concurrency tests send one request at a time.
+	cfg.HTTPClient = motoserver.SerialHTTPClient()
+	db := dynamodb.NewFromConfig(cfg)
 	name := fmt.Sprintf("ledger-test-%d", tables.Add(1))
 	_, err := db.CreateTable(t.Context(), &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
