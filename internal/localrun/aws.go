@@ -37,7 +37,11 @@ const (
 // it. The functions talk to moto through it, the harness talks to moto directly, so the counts
 // are the pipeline's own calls. It also keeps the events the functions put on EventBridge.
 type awsCounter struct {
-	proxy  *httputil.ReverseProxy
+	proxy *httputil.ReverseProxy
+	// serial passes one request at a time to moto, which does not apply a request atomically
+	// (two concurrent conditional writes can both pass their condition), while DynamoDB, S3
+	// and Secrets Manager do; the pipeline's compare-and-swap and ledger rely on that.
+	serial sync.Mutex
 	mu     sync.Mutex
 	calls  map[string]int
 	events []PublishedEvent
@@ -78,6 +82,8 @@ func (c *awsCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.calls[op]++
 	c.events = append(c.events, events...)
 	c.mu.Unlock()
+	c.serial.Lock()
+	defer c.serial.Unlock()
 	c.proxy.ServeHTTP(w, r)
 }
 
