@@ -27,9 +27,9 @@
 // an invoice invalid against the FA(3) schema that passes our own inspection); invalid input
 // caught before sending; an expired access token (refreshed, no second login); a revoked
 // authentication (the refresh refused, one new login); 429 with a long and a short
-// Retry-After; transient 503s on the status GET and on the session open; a duplicate
-// reconciled to the original KSeF number; an online session that expired between two
-// invoices; ten invoices at once.
+// Retry-After; transient 503s on the status GET and on the session open; a duplicate of the
+// same content reconciled to the original KSeF number, and an invoice number reused for other
+// content rejected; an online session that expired between two invoices; ten invoices at once.
 //
 // When each stack stops, every log file of its run directory (functions, emulator, moto, Node)
 // and every object version in the bucket is searched for the secrets seen during the run: the

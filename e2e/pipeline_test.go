@@ -234,8 +234,10 @@ func TestRateLimited(t *testing.T) {
 				throttle = append(throttle, w)
 			}
 		}
-		if want := []localrun.WaitEntry{{State: "ThrottleWait", Seconds: retryAfter}}; !slices.Equal(throttle, want) {
-			t.Errorf("throttle waits %v, want %v (KSeF's Retry-After)", throttle, want)
+		// KSeF's Retry-After plus up to as long again at random (flow.ThrottleWait), so that
+		// executions turned away together do not come back together.
+		if len(throttle) != 1 || throttle[0].Seconds < retryAfter || throttle[0].Seconds > 2*retryAfter {
+			t.Errorf("throttle waits %v, want one ThrottleWait of %d to %d s (KSeF's Retry-After and the jitter)", throttle, retryAfter, 2*retryAfter)
 		}
 		reqs := s.emulatorRequests(t)
 		if n, k := countStatus(reqs, "POST", sendInvoicePath, 429), countStatus(reqs, "POST", sendInvoicePath, 202); n != 1 || k != 1 {
@@ -350,6 +352,36 @@ func TestDuplicate(t *testing.T) {
 	m := s.Metrics()
 	if m.KSeFLogins != 1 || m.KSeFSessions != 1 || requests(m, "POST", sendInvoicePath) != 2 {
 		t.Errorf("%d logins, %d sessions, %d sends; want 1, 1, 2", m.KSeFLogins, m.KSeFSessions, requests(m, "POST", sendInvoicePath))
+	}
+}
+
+// TestDuplicateOfAnotherInvoice: KSeF answers 440 to an invoice number already used, whatever
+// the content. Other content under the number is not in KSeF: the execution fails rejected, and
+// no result or UPO says otherwise.
+func TestDuplicateOfAnotherInvoice(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	body := invoiceNumbered(t, "DUP/2")
+	orig := s.checkAccepted(t, s.send(t, "first.xml", body), body, "DUP/2")
+
+	const item = "<P_7>wniesienie sprzętu</P_7>"
+	if bytes.Count(body, []byte(item)) != 1 {
+		t.Fatalf("the sample does not hold %s once", item)
+	}
+	other := bytes.Replace(body, []byte(item), []byte("<P_7>wniesienie i montaż sprzętu</P_7>"), 1)
+	res := s.send(t, "other.xml", other)
+	r := s.checkFailure(t, res, other, "RejectedError", "rejected")
+	wantStates(t, res.Execution, "Init "+pathTokenReady+"SendInvoice "+pathPollFails+"RecordFailure Failed ")
+	want := "invoice number already used by KSeF number " + orig.KSeFNumber + " for a different invoice"
+	if r.Reason.Code != 440 || r.Reason.Stage != "ksef" || !strings.HasPrefix(r.Reason.Message, want) || len(r.Reason.Details) == 0 {
+		t.Errorf("report reason %+v, want 440: %q with KSeF's details", r.Reason, want)
+	}
+	if !strings.Contains(r.Reason.Message, sha256Base64(other)) {
+		t.Errorf("report reason %q does not name this invoice's hash", r.Reason.Message)
+	}
+	wantCaught(t, res.Execution, localrun.Caught{State: "PollInvoice", Error: "RejectedError", Next: "RecordFailure"})
+	m := s.Metrics()
+	if m.KSeFSessions != 1 || requests(m, "POST", sendInvoicePath) != 2 {
+		t.Errorf("%d sessions, %d sends; want 1, 2", m.KSeFSessions, requests(m, "POST", sendInvoicePath))
 	}
 }
 

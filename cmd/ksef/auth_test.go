@@ -234,6 +234,9 @@ func TestSignRequest(t *testing.T) {
 	t.Run("xmlsec1 verifies it", func(t *testing.T) {
 		bin, err := exec.LookPath("xmlsec1")
 		if err != nil {
+			if os.Getenv("CI") != "" { // .ci/run installs it: the check must not stop running there
+				t.Fatalf("CI is set but xmlsec1 is not installed: %v", err)
+			}
 			t.Skip("xmlsec1 is not installed (apt-get install xmlsec1)")
 		}
 		cmd := exec.CommandContext(t.Context(), bin, "--verify", "--id-attr:Id", "SignedProperties",

@@ -186,6 +186,57 @@ func TestSecretsPutFailures(t *testing.T) {
 	}
 }
 
+// TestSecretCreatedByStack starts every command that stores credentials from the secret as
+// template.yaml creates it, holding only the NIP: the pipeline refuses that with a message
+// saying what to do, and each command fills it in as a new version of the existing secret.
+func TestSecretCreatedByStack(t *testing.T) {
+	h := newOnboard(t, emulator.Config{})
+	sm := h.withMoto()
+	name := "ksef/" + testNIP + "/credentials"
+	stub := `{"nip":"` + testNIP + `"}`
+	if _, err := sm.CreateSecret(t.Context(), secretInput(name, stub)); err != nil {
+		t.Fatal(err)
+	}
+	const problem = "the secret holds no KSeF token or certificate yet, only the NIP: store credentials in it with ksef secrets put, ksef token generate or ksef cert enroll"
+	if _, err := secrets.ParseCredentials([]byte(stub)); err == nil || !strings.Contains(err.Error(), problem) {
+		t.Errorf("the pipeline reading the stack's secret: %v, want %q", err, problem)
+	}
+	code, stdout, _ := h.ksef(t.Context(), "secrets", "show", "--nip", testNIP)
+	if code != exitOK {
+		t.Fatalf("show: exit %d", code)
+	}
+	want(t, "stdout", stdout, "nip:           "+testNIP, "valid:         NO: "+problem)
+
+	sealCert, sealKey := h.selfSigned("seal", "--nip", testNIP)
+	seal := []string{"--cert", sealCert, "--key", sealKey}
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		method secrets.AuthMethod
+	}{
+		{"secrets put", append([]string{"secrets", "put", "--token-from-env"}, h.api()...), secrets.AuthToken},
+		{"token generate", append([]string{"token", "generate"}, h.api(seal...)...), secrets.AuthToken},
+		{"cert enroll", append([]string{"cert", "enroll", "--name", "Pipeline cert"}, h.api(seal...)...), secrets.AuthXAdES},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			put, err := sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(stub)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, _ := h.ksef(t.Context(), tt.args...)
+			if code != exitOK {
+				t.Fatalf("exit %d", code)
+			}
+			c, version := storedCredentials(t, sm, name)
+			if version == aws.ToString(put.VersionId) || c.NIP != testNIP || c.AuthMethod != tt.method || c.Environment != ksef.Test || c.BaseURL != h.srv.URL {
+				t.Errorf("stored version %s (the stack's was %s): %s credentials for %s in %s at %s; want a new version, %s, for %s in test at %s",
+					version, aws.ToString(put.VersionId), c.AuthMethod, c.NIP, c.Environment, c.BaseURL, tt.method, testNIP, h.srv.URL)
+			}
+			want(t, "stdout", stdout, "Stored in Secrets Manager:", "valid:         yes")
+		})
+	}
+}
+
 // TestCredStoreConflict checks the compare-and-swap: a secret changed by someone else after
 // ksef read it is not overwritten.
 func TestCredStoreConflict(t *testing.T) {

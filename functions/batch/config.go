@@ -93,7 +93,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, "LEDGER_TABLE is not set")
 	}
 	if c.NIP == "" {
-		problems = append(problems, "KSEF_NIP is not set (the NIP of invoices directly under BATCH_PREFIX)")
+		problems = append(problems, "KSEF_NIP is not set (the NIP the stack sends for)")
 	}
 	num := func(name string, dst *int64, lo, hi int64) {
 		s := getenv(name)

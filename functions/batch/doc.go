@@ -3,11 +3,12 @@
 // pipeline does and then calls this function with one of three actions.
 //
 //   - send: collect the invoices waiting under BATCH_PREFIX (default batch/; the latest
-//     version of each .xml object, under batch/<NIP>/ for another NIP, never
-//     batch/manifests/), claim each in the ledger for this run (its id is the object version's
-//     ledger.ObjectID, source batch; the ledger's conditional writes let only one of two
-//     overlapping runs take an object version), inspect it (an invalid one gets a report, a
-//     repeated upload of content taken in before a notice, neither is sent), pack up to
+//     version of each .xml object, never batch/manifests/), claim each in the ledger for this
+//     run (its id is the object version's ledger.ObjectID, source batch; the ledger's
+//     conditional writes let only one of two overlapping runs take an object version), inspect
+//     it (an invalid one, or one in a folder named after another NIP than the stack's, gets a
+//     report; a repeated upload of content taken in before a notice, unless it is a new version
+//     of the original's key, whose result stays; none of them is sent), pack up to
 //     BATCH_SESSION_INVOICES (10 000) of them into a ZIP archive cut into parts, each part
 //     encrypted, open a batch session, store the session's manifest (which object each file
 //     of the archive is) under batch/manifests/, record the invoices as submitted in the

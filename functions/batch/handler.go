@@ -73,6 +73,8 @@ type handler struct {
 	cfg     config
 	now     func() time.Time
 	log     *slog.Logger
+
+	manifests manifestCache // the manifests this container polled last (poll.go)
 }
 
 // Handle runs one action of a scheduled batch run: "send" takes the invoices waiting under the
@@ -88,6 +90,9 @@ func (h *handler) Handle(ctx context.Context, in flow.BatchRequest) (any, error)
 	switch {
 	case !ksef.ValidNIP(in.NIP):
 		err = &flow.BadInputError{Reason: flow.Reason{Stage: stage, Message: fmt.Sprintf("invalid NIP %q", in.NIP)}}
+	case in.NIP != h.cfg.NIP:
+		// Its secrets, and their IAM grants, are the stack's NIP's.
+		err = &flow.BadInputError{Reason: flow.Reason{Stage: stage, Message: fmt.Sprintf("this stack sends for NIP %s only, not %s", h.cfg.NIP, in.NIP)}}
 	case in.ExecutionName == "":
 		err = &flow.BadInputError{Reason: flow.Reason{Stage: stage, Message: "a batch action needs the run's execution name"}}
 	case in.Action == flow.BatchSend:
@@ -108,21 +113,22 @@ func (h *handler) Handle(ctx context.Context, in flow.BatchRequest) (any, error)
 	return out, nil
 }
 
-// nipFor returns the NIP an invoice under the batch prefix is for: the first folder when it is
-// a NIP (batch/5265877635/invoice.xml), else the stack's NIP, as for uploads to the inbox.
-func (h *handler) nipFor(key string) string {
+// otherNIP returns the NIP that the first folder under the batch prefix names when it is not
+// the stack's (batch/5265877635/invoice.xml), else "", as for uploads to the inbox. The stack
+// sends for its own NIP only: such an invoice is refused with a report.
+func (h *handler) otherNIP(key string) string {
 	first, _, nested := strings.Cut(strings.TrimPrefix(key, h.cfg.BatchPrefix), "/")
-	if nested && ksef.ValidNIP(first) {
+	if nested && ksef.ValidNIP(first) && first != h.cfg.NIP {
 		return first
 	}
-	return h.cfg.NIP
+	return ""
 }
 
-// waiting reports whether key names an invoice that a run for nip sends: an .xml object under
-// the batch prefix, outside the manifests, for that NIP.
-func (h *handler) waiting(key, nip string) bool {
+// waiting reports whether key names an invoice waiting for a run: an .xml object under the
+// batch prefix, outside the manifests.
+func (h *handler) waiting(key string) bool {
 	return strings.HasPrefix(key, h.cfg.BatchPrefix) && !strings.HasPrefix(key, h.cfg.ManifestPrefix) &&
-		strings.EqualFold(pathExt(key), ".xml") && h.nipFor(key) == nip
+		strings.EqualFold(pathExt(key), ".xml")
 }
 
 func pathExt(key string) string {

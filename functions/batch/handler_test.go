@@ -100,8 +100,9 @@ func (st *stack) checkAccepted(key, version, sessionRef, exec string) *ledger.In
 }
 
 // TestSendAndPoll sends what waits under the batch prefix: three invoices go out in one
-// session, an invalid one gets a report, a copy of one of them a duplicate notice, and nothing
-// else is touched; the session's outcomes are then stored exactly as for online invoices.
+// session, an invalid one gets a report, and so does one in another NIP's folder (unread), a
+// copy of one of them a duplicate notice, and nothing else is touched; the session's outcomes
+// are then stored exactly as for online invoices.
 func TestSendAndPoll(t *testing.T) {
 	st := newStack(t, nil) // the first copy in key order is the original, whatever the concurrency
 	a, b, c := invoice(t, "B/1"), invoice(t, "B/2"), invoice(t, "B/3")
@@ -111,13 +112,14 @@ func TestSendAndPoll(t *testing.T) {
 	vBad := st.upload("batch/d-bez-numeru.xml", invalidInvoice(t))
 	vCopy := st.upload("batch/e-kopia.xml", a)
 	st.upload("batch/notes.txt", []byte("not an invoice"))
-	st.upload("batch/"+otherNIP+"/x.xml", invoice(t, "OTHER/1")) // another NIP's run sends it
+	vOther := st.upload("batch/"+otherNIP+"/x.xml", invoice(t, "OTHER/1")) // not this stack's NIP
+	vOwn := st.upload("batch/"+nip+"/y.xml", invoice(t, "B/4"))            // the stack's NIP: sent
 	st.upload("batch/manifests/20260101-SB-0000000000-0000000000-00.json", []byte("{}"))
 	st.upload("inbox/f.xml", invoice(t, "INBOX/1"))
 
 	out := st.mustSend(execA, 0, "")
-	if len(out.Sessions) != 1 || out.Sessions[0].InvoiceCount != 3 || out.Sent != 3 || out.Invalid != 1 || out.Duplicates != 1 || out.More || out.Abandoned != 0 {
-		t.Fatalf("send: %+v, want one session of 3, 1 invalid, 1 duplicate, no more", out)
+	if len(out.Sessions) != 1 || out.Sessions[0].InvoiceCount != 4 || out.Sent != 4 || out.Invalid != 2 || out.Duplicates != 1 || out.More || out.Abandoned != 0 {
+		t.Fatalf("send: %+v, want one session of 4, 2 invalid, 1 duplicate, no more", out)
 	}
 	s := out.Sessions[0]
 	if s.ManifestKey != "batch/manifests/"+s.SessionReferenceNumber+".json" {
@@ -132,10 +134,10 @@ func TestSendAndPoll(t *testing.T) {
 			t.Errorf("manifest entry %+v: file name must be <ledger id>.xml", e)
 		}
 	}
-	if want := []string{"batch/2026/a.xml", "batch/2026/b.xml", "batch/c.XML"}; !slices.Equal(keys, want) || m.ExecutionName != execA || m.NIP != nip {
+	if want := []string{"batch/2026/a.xml", "batch/2026/b.xml", "batch/" + nip + "/y.xml", "batch/c.XML"}; !slices.Equal(keys, want) || m.ExecutionName != execA || m.NIP != nip {
 		t.Errorf("manifest of %q for %s/%s, want %q of run %s", keys, m.NIP, m.ExecutionName, want, execA)
 	}
-	for key, v := range map[string]string{"batch/2026/a.xml": va, "batch/2026/b.xml": vb, "batch/c.XML": vc} {
+	for key, v := range map[string]string{"batch/2026/a.xml": va, "batch/2026/b.xml": vb, "batch/c.XML": vc, "batch/" + nip + "/y.xml": vOwn} {
 		if inv := st.item(key, v); inv.Status != ledger.StatusSubmitted || inv.SessionReferenceNumber != s.SessionReferenceNumber {
 			t.Errorf("%s before polling: %+v, want submitted in %s", key, inv, s.SessionReferenceNumber)
 		}
@@ -147,6 +149,12 @@ func TestSendAndPoll(t *testing.T) {
 	if bad.Status != ledger.StatusInvalid || rep.Status != "invalid" || rep.Error != "BadInputError" || !strings.Contains(rep.Reason.Message, "P_2") ||
 		rep.InvoiceID != bad.ID || rep.Invoice.VersionID != vBad {
 		t.Errorf("invalid invoice: ledger %+v, report %+v; want invalid, naming P_2", bad, rep)
+	}
+	other := st.item("batch/"+otherNIP+"/x.xml", vOther)
+	decodeStrict(t, st.object("results/batch/"+otherNIP+"/x.xml.error.json"), &rep)
+	if want := "this stack sends for NIP " + nip + " only, and the folder batch/" + otherNIP + "/ names NIP " + otherNIP; other.Status != ledger.StatusInvalid ||
+		other.NIP != otherNIP || rep.Status != "invalid" || rep.Error != "BadInputError" || rep.NIP != otherNIP || !strings.Contains(rep.Reason.Message, want) {
+		t.Errorf("another NIP's invoice: ledger %+v, report %+v; want invalid, saying %q", other, rep, want)
 	}
 	orig := st.item("batch/2026/a.xml", va)
 	dup := st.item("batch/e-kopia.xml", vCopy)
@@ -161,14 +169,16 @@ func TestSendAndPoll(t *testing.T) {
 
 	polls := st.pollSession(execA, s)
 	last := polls[len(polls)-1]
-	if last.Accepted != 3 || last.StatusCode != 200 {
-		t.Errorf("last poll %+v, want 3 accepted in a processed session", last)
+	if last.Accepted != 4 || last.StatusCode != 200 {
+		t.Errorf("last poll %+v, want 4 accepted in a processed session", last)
 	}
-	for key, v := range map[string]string{"batch/2026/a.xml": va, "batch/2026/b.xml": vb, "batch/c.XML": vc} {
+	for key, v := range map[string]string{"batch/2026/a.xml": va, "batch/2026/b.xml": vb, "batch/c.XML": vc, "batch/" + nip + "/y.xml": vOwn} {
 		st.checkAccepted(key, v, s.SessionReferenceNumber, execA)
 	}
-	if got := st.events.byInvoice()[bad.ID]; !slices.Equal(got, []string{"InvoiceRejected/invalid"}) {
-		t.Errorf("events of the invalid invoice %q", got)
+	for _, inv := range []*ledger.Invoice{bad, other} {
+		if got := st.events.byInvoice()[inv.ID]; !slices.Equal(got, []string{"InvoiceRejected/invalid"}) {
+			t.Errorf("events of the invalid invoice %s: %q", inv.Object.Key, got)
+		}
 	}
 	if _, ok := st.events.byInvoice()[dup.ID]; ok {
 		t.Error("an event for a duplicate upload (the ingest function announces none either)")
@@ -176,8 +186,44 @@ func TestSendAndPoll(t *testing.T) {
 
 	// A second run finds nothing to do.
 	again := st.mustSend(execB, 0, "")
-	if len(again.Sessions) != 0 || again.Sent != 0 || again.Skipped != 5 || again.More {
-		t.Errorf("second run: %+v, want nothing sent and the 5 invoices skipped", again)
+	if len(again.Sessions) != 0 || again.Sent != 0 || again.Skipped != 7 || again.More {
+		t.Errorf("second run: %+v, want nothing sent and the 7 invoices skipped", again)
+	}
+}
+
+// TestRepeatedUploadSameKey: the same bytes uploaded again to the original's key (a new
+// version) are recorded as a duplicate upload and not sent, and nothing replaces the
+// original's result stored next to that key, which describes these bytes; nor does a retried
+// invocation.
+func TestRepeatedUploadSameKey(t *testing.T) {
+	st := newStack(t, nil)
+	body := invoice(t, "AGAIN/1")
+	v1 := st.upload("batch/a.xml", body)
+	first := st.mustSend(execA, 0, "")
+	st.pollSession(execA, first.Sessions[0])
+	orig := st.checkAccepted("batch/a.xml", v1, first.Sessions[0].SessionReferenceNumber, execA)
+	result := st.object("results/batch/a.xml.result.json")
+
+	v2 := st.upload("batch/a.xml", body)
+	for attempt := range 2 { // Step Functions' retry of the invocation: the same input
+		out := st.mustSend(execB, 0, "")
+		want := flow.BatchSendResult{Sessions: []flow.BatchSession{}, Duplicates: 1}
+		if attempt > 0 {
+			want = flow.BatchSendResult{Sessions: []flow.BatchSession{}, Skipped: 1}
+		}
+		if !reflect.DeepEqual(out, want) {
+			t.Errorf("attempt %d: %+v, want %+v", attempt, out, want)
+		}
+	}
+	dup := st.item("batch/a.xml", v2)
+	if dup.Status != ledger.StatusDuplicateUpload || dup.DuplicateOf != orig.ID || dup.KSeFNumber != orig.KSeFNumber || dup.ResultKey != "" {
+		t.Errorf("second version: %+v, want a duplicate upload of %s with its KSeF number and no notice key", dup, orig.ID)
+	}
+	if got := st.object("results/batch/a.xml.result.json"); !bytes.Equal(got, result) {
+		t.Errorf("the original's result was replaced:\n%s\nwant\n%s", got, result)
+	}
+	if n := st.client.calls["OpenBatchSession"]; n != 1 {
+		t.Errorf("%d sessions opened, want only the original's", n)
 	}
 }
 
@@ -492,31 +538,6 @@ func TestSessionFailure(t *testing.T) {
 	}
 }
 
-// TestDuplicateInKSeF reconciles an invoice KSeF already holds (440: same seller, type and
-// number, other bytes) to the original KSeF number, as the poll function does.
-func TestDuplicateInKSeF(t *testing.T) {
-	st := newStack(t, nil)
-	body := invoice(t, "DUP/1")
-	va := st.upload("batch/a.xml", body)
-	first := st.mustSend(execA, 0, "")
-	st.pollSession(execA, first.Sessions[0])
-	orig := st.checkAccepted("batch/a.xml", va, first.Sessions[0].SessionReferenceNumber, execA)
-
-	vb := st.upload("batch/b.xml", append(slices.Clip(body), '\n')) // other bytes, same invoice
-	second := st.mustSend(execB, 0, "")
-	if second.Sent != 1 {
-		t.Fatalf("second run: %+v", second)
-	}
-	st.pollSession(execB, second.Sessions[0])
-	inv := st.item("batch/b.xml", vb)
-	var res results.Result
-	decodeStrict(t, st.object("results/batch/b.xml.result.json"), &res)
-	if inv.Status != ledger.StatusAccepted || !inv.Reconciled || inv.KSeFNumber != orig.KSeFNumber || res.Status != "duplicate" ||
-		res.KSeFNumber != orig.KSeFNumber || res.OriginalSessionReferenceNumber != first.Sessions[0].SessionReferenceNumber || res.StatusCode != 440 {
-		t.Errorf("duplicate: ledger %+v, result %+v; want reconciled to %s", inv, res, orig.KSeFNumber)
-	}
-}
-
 // TestRefusedAccessToken: KSeF refusing the access token drops it; sending goes back to
 // authentication (AuthFailedError), polling is retried (RetryableError).
 func TestRefusedAccessToken(t *testing.T) {
@@ -549,6 +570,7 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"unknown action", flow.BatchRequest{Action: "archive", NIP: nip, ExecutionName: execA}, "unknown batch action"},
 		{"invalid NIP", flow.BatchRequest{Action: flow.BatchSend, NIP: "123", ExecutionName: execA}, "invalid NIP"},
+		{"another NIP", flow.BatchRequest{Action: flow.BatchSend, NIP: otherNIP, ExecutionName: execA}, "this stack sends for NIP " + nip + " only, not " + otherNIP},
 		{"no execution name", flow.BatchRequest{Action: flow.BatchSend, NIP: nip}, "execution name"},
 		{"poll without a session", flow.BatchRequest{Action: flow.BatchPoll, NIP: nip, ExecutionName: execA}, "reference number"},
 		{"manifest elsewhere", flow.BatchRequest{Action: flow.BatchPoll, NIP: nip, ExecutionName: execA,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -44,7 +45,7 @@ func (h *handler) poll(ctx context.Context, in flow.BatchRequest) (flow.BatchPol
 	if st.Status.Code < 200 { // 100 open (closing), 150 processing
 		return out, nil
 	}
-	m, err := h.loadManifest(ctx, s.ManifestKey)
+	m, err := h.manifest(ctx, s.ManifestKey)
 	if err != nil {
 		return out, err
 	}
@@ -59,6 +60,62 @@ func (h *handler) poll(ctx context.Context, in flow.BatchRequest) (flow.BatchPol
 		return p.page(ctx)
 	}
 	return p.sweep(ctx, 0) // KSeF could not process the package at all
+}
+
+// maxCachedManifests bounds the manifests a container keeps decoded (up to 10 000 entries, a
+// few MB, each): a run's sessions are polled one after another, page after page.
+const maxCachedManifests = 2
+
+// manifestCache keeps the manifests a container read last, by key. A manifest never changes
+// once its session is open (it is written before anything is uploaded, under the session's
+// reference number), so polling a session's pages reads and decodes it once per container
+// rather than once per page. Cached manifests are shared and never modified.
+type manifestCache struct {
+	mu      sync.Mutex
+	entries []cachedManifest // least recently used first
+}
+
+type cachedManifest struct {
+	key string
+	m   *manifest
+}
+
+// get returns the manifest cached under key, or nil, and marks it used.
+func (c *manifestCache) get(key string) *manifest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.entries {
+		if e.key == key {
+			c.entries = append(slices.Delete(c.entries, i, i+1), e)
+			return e.m
+		}
+	}
+	return nil
+}
+
+// put caches m under key, dropping the least recently used manifest beyond maxCachedManifests.
+func (c *manifestCache) put(key string, m *manifest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries = slices.DeleteFunc(c.entries, func(e cachedManifest) bool { return e.key == key })
+	c.entries = append(c.entries, cachedManifest{key, m})
+	if n := len(c.entries) - maxCachedManifests; n > 0 {
+		c.entries = slices.Delete(c.entries, 0, n)
+	}
+}
+
+// manifest returns the manifest stored under key, read from the bucket only if this container
+// has not read it lately.
+func (h *handler) manifest(ctx context.Context, key string) (*manifest, error) {
+	if m := h.manifests.get(key); m != nil {
+		return m, nil
+	}
+	m, err := h.loadManifest(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	h.manifests.put(key, m)
+	return m, nil
 }
 
 // sessionWait is the wait before the next status call of a batch session: KSeF processes
@@ -220,39 +277,41 @@ func (p *sessionPoll) accepted(ctx context.Context, e *manifestEntry, st *ksef.I
 	return true, ledger.StatusAccepted, h.record(ctx, e.InvoiceID, ch)
 }
 
-// duplicate reconciles a 440: KSeF already holds an invoice with this seller, type and number,
-// under the KSeF number in the status extensions. The original's UPO is stored too if KSeF
-// gives it to this context.
+// duplicate handles a 440 as the poll function does: KSeF already holds an invoice with this
+// seller, type and number, under the KSeF number in the status extensions. It is reconciled
+// (the original's UPO and KSeF number stored as this invoice's) only when the original's UPO
+// lists the original with this invoice's hash; an invoice number reused for other content, or
+// a duplicate that cannot be checked, is recorded rejected (results.ConfirmDuplicate).
 func (p *sessionPoll) duplicate(ctx context.Context, e *manifestEntry, st *ksef.InvoiceStatus, sub *flow.Submission) (bool, ledger.Status, error) {
 	h := p.h
-	origKSeF := st.Status.Extensions["originalKsefNumber"]
-	origSession := st.Status.Extensions["originalSessionReferenceNumber"]
-	if origKSeF == "" {
-		reason := flow.Reason{Stage: "ksef", Message: "KSeF reported a duplicate without the original KSeF number: " + st.Status.Description, Code: 440, Details: st.Status.Details}
-		return true, ledger.StatusRejected, h.report(ctx, p.invoice(e), ledger.StatusRejected, "RejectedError", reason, sub)
+	orig, err := results.ConfirmDuplicate(ctx, p.client, st, sub.InvoiceHash)
+	var rej *flow.RejectedError
+	switch {
+	case results.UPONotReady(err):
+		return false, "", nil // the original was accepted moments ago; its UPO is being generated
+	case errors.Is(err, ksef.ErrUnauthorized):
+		return false, "", h.refused(ctx, p.in.NIP, err, false)
+	case errors.As(err, &rej):
+		h.log.InfoContext(ctx, "duplicate invoice not reconciled", slog.String("invoiceId", e.InvoiceID),
+			slog.String("originalKsefNumber", st.Status.Extensions["originalKsefNumber"]), slog.String("reason", rej.Message))
+		return true, ledger.StatusRejected, h.report(ctx, p.invoice(e), ledger.StatusRejected, "RejectedError", rej.Reason, sub)
+	case err != nil:
+		return false, "", fmt.Errorf("check the duplicate %s: %w", st.ReferenceNumber, err)
+	}
+	upoKey := h.results.Key(e.Invoice, results.UPOSuffix)
+	if err := h.results.PutXML(ctx, upoKey, orig.UPO.Content); err != nil {
+		return false, "", err
 	}
 	res := results.NewResult(results.StatusDuplicate, p.m.NIP, e.Invoice, sub, st, h.now())
-	res.KSeFNumber, res.OriginalSessionReferenceNumber = origKSeF, origSession
+	res.KSeFNumber, res.OriginalSessionReferenceNumber = orig.KSeFNumber, orig.SessionReferenceNumber
+	res.UPO = &results.UPO{Key: upoKey, Hash: orig.UPO.Hash}
 	res.QRCodeURL = results.VerificationURL(p.client.QRBaseURL(), p.m.NIP, sub)
-	var upoKey string
-	if origSession != "" {
-		upo, err := p.client.InvoiceUPOByKSeFNumber(ctx, origSession, origKSeF)
-		if err == nil {
-			upoKey = h.results.Key(e.Invoice, results.UPOSuffix)
-			if err := h.results.PutXML(ctx, upoKey, upo.Content); err != nil {
-				return false, "", err
-			}
-			res.UPO = &results.UPO{Key: upoKey, Hash: upo.Hash}
-		} else {
-			h.log.InfoContext(ctx, "UPO of the original invoice not available", slog.String("ksefNumber", origKSeF), slog.String("error", err.Error()))
-		}
-	}
 	resultKey := h.results.Key(e.Invoice, results.ResultSuffix)
 	if err := h.results.PutJSON(ctx, resultKey, res); err != nil {
 		return false, "", err
 	}
 	ch := p.change(e, sub)
-	ch.KSeFNumber, ch.Reconciled, ch.ResultKey, ch.UPOKey = origKSeF, true, resultKey, upoKey
+	ch.KSeFNumber, ch.Reconciled, ch.ResultKey, ch.UPOKey = orig.KSeFNumber, true, resultKey, upoKey
 	return true, ledger.StatusAccepted, h.record(ctx, e.InvoiceID, ch)
 }
 

@@ -30,10 +30,11 @@ const maxSessionsPerInvocation = 10
 // candidate is the latest version of an object waiting under the batch prefix, with its ledger
 // item (nil if it has none).
 type candidate struct {
-	obj  flow.S3Object
-	id   string
-	size int64
-	inv  *ledger.Invoice
+	obj      flow.S3Object
+	id       string
+	size     int64
+	otherNIP string // the NIP its folder names, when not the stack's (handler.otherNIP)
+	inv      *ledger.Invoice
 }
 
 // plan is what a run does with a candidate.
@@ -43,6 +44,7 @@ const (
 	skip       plan = iota // taken care of: another run's, or final
 	take                   // new: read, inspect, claim in the ledger, send
 	refuseSize             // new and larger than KSeF accepts: invalid
+	refuseNIP              // new and in a folder named after another NIP: invalid
 	resend                 // claimed by this run and not sent (or sent in a session never closed)
 	check                  // sent in a session by this run: processed? poll it : send again
 	checkOther             // sent by a run that ended long ago: processed? poll it : give it up
@@ -196,17 +198,17 @@ func (r *run) collect(ctx context.Context, after string) error {
 	}
 }
 
-// candidates returns the page's latest versions of the NIP's invoices with their ledger items.
+// candidates returns the page's latest versions of waiting invoices with their ledger items.
 func (r *run) candidates(ctx context.Context, versions []s3types.ObjectVersion) ([]candidate, error) {
 	h := r.h
 	var cands []candidate
 	for _, v := range versions {
 		key := aws.ToString(v.Key)
-		if !aws.ToBool(v.IsLatest) || !h.waiting(key, r.in.NIP) {
+		if !aws.ToBool(v.IsLatest) || !h.waiting(key) {
 			continue
 		}
 		obj := flow.S3Object{Bucket: h.cfg.Bucket, Key: key, VersionID: aws.ToString(v.VersionId)}
-		cands = append(cands, candidate{obj: obj, id: ledger.ObjectID(obj.Bucket, obj.Key, obj.VersionID), size: aws.ToInt64(v.Size)})
+		cands = append(cands, candidate{obj: obj, id: ledger.ObjectID(obj.Bucket, obj.Key, obj.VersionID), size: aws.ToInt64(v.Size), otherNIP: h.otherNIP(key)})
 	}
 	err := each(ctx, h.cfg.Workers, indexes(len(cands)), func(ctx context.Context, i int) error {
 		inv, err := h.ledger.Get(ctx, cands[i].id)
@@ -236,10 +238,12 @@ func indexes(n int) []int {
 func (r *run) plan(c candidate) plan {
 	inv := c.inv
 	if inv == nil {
-		if r.release != nil {
+		switch {
+		case r.release != nil:
 			return skip
-		}
-		if c.size > maxInvoiceBytes {
+		case c.otherNIP != "":
+			return refuseNIP
+		case c.size > maxInvoiceBytes:
 			return refuseSize
 		}
 		return take
@@ -305,6 +309,11 @@ func (r *run) carryOut(ctx context.Context, c candidate, p plan) error {
 	case refuseSize:
 		base := r.base(c)
 		return r.refuse(ctx, &base, fmt.Sprintf("invoice is %d bytes; KSeF accepts at most %d", c.size, maxInvoiceBytes), nil)
+	case refuseNIP:
+		base := r.base(c)
+		base.NIP = c.otherNIP // what the upload asked for, in the report and the event
+		return r.refuse(ctx, &base, fmt.Sprintf("this stack sends for NIP %s only, and the folder %s%s/ names NIP %s: "+
+			"deploy a stack for NIP %s, or put invoices of NIP %s outside such a folder", r.in.NIP, r.h.cfg.BatchPrefix, c.otherNIP, c.otherNIP, c.otherNIP, r.in.NIP), nil)
 	case resend:
 		return r.resend(ctx, c)
 	case check, checkOther:
@@ -399,11 +408,19 @@ func (r *run) claim(ctx context.Context, t *taking) error {
 		r.count(&r.out.Skipped)
 		return nil
 	}
+	orig := conflict.Existing
+	if orig == nil {
+		if orig, err = h.ledger.Get(ctx, conflict.InvoiceID); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return fmt.Errorf("read %s, which took the content of %s in: %w", conflict.InvoiceID, c.id, err)
+		}
+	}
 	dup := t.base
 	dup.Status, dup.DuplicateOf, dup.InvoiceNumber = ledger.StatusDuplicateUpload, conflict.InvoiceID, t.info.Number
-	dup.ResultKey = h.results.Key(c.obj, results.ResultSuffix)
-	if o := conflict.Existing; o != nil && o.Status == ledger.StatusAccepted {
-		dup.KSeFNumber = o.KSeFNumber
+	if !sameKey(orig, c.obj) {
+		dup.ResultKey = h.results.Key(c.obj, results.ResultSuffix) // the notice
+	}
+	if orig != nil && orig.Status == ledger.StatusAccepted {
+		dup.KSeFNumber = orig.KSeFNumber
 	}
 	created, err := h.ledger.Create(ctx, dup, nil)
 	if errors.As(err, &conflict) && conflict.Kind == ledger.ConflictID {
@@ -486,10 +503,27 @@ func (r *run) refinish(ctx context.Context, inv *ledger.Invoice) error {
 	return r.h.report(ctx, inv, ledger.StatusInvalid, "BadInputError", reason, nil)
 }
 
+// sameKey reports whether the original invoice is an earlier version of the object obj: what
+// is stored next to that key (the result, once the original has one) describes the same bytes,
+// and must not be replaced by a notice.
+func sameKey(orig *ledger.Invoice, obj flow.S3Object) bool {
+	return orig != nil && orig.Object.Bucket == obj.Bucket && orig.Object.Key == obj.Key
+}
+
 // notice stores the duplicate notice next to a repeated upload, with what is known of the
-// original now, as the ingest function does for the inbox.
+// original now, as the ingest function does for the inbox; next to an upload of the same bytes
+// to the original's key it writes nothing (the original's result, there or to come, stays).
 func (r *run) notice(ctx context.Context, inv *ledger.Invoice) error {
 	h := r.h
+	orig, err := h.ledger.Get(ctx, inv.DuplicateOf)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("read the original of %s: %w", inv.ID, err)
+	}
+	if inv.ResultKey == "" || sameKey(orig, inv.Object) {
+		h.log.InfoContext(ctx, "same bytes uploaded again to the original's key: its result stays, no notice", slog.String("invoiceId", inv.ID),
+			slog.String("duplicateOf", inv.DuplicateOf), slog.String("key", inv.Object.Key))
+		return nil
+	}
 	n := results.DuplicateNotice{
 		Status:      string(ledger.StatusDuplicateUpload),
 		NIP:         inv.NIP,
@@ -501,15 +535,11 @@ func (r *run) notice(ctx context.Context, inv *ledger.Invoice) error {
 		Message:     "the same invoice content was already taken in as " + inv.DuplicateOf + "; this upload is not sent to KSeF",
 		RecordedAt:  inv.CreatedAt,
 	}
-	orig, err := h.ledger.Get(ctx, inv.DuplicateOf)
-	switch {
-	case err == nil:
+	if orig != nil {
 		n.Original = &results.OriginalInvoice{Status: string(orig.Status), Invoice: orig.Object, ResultKey: orig.ResultKey}
 		if orig.Status == ledger.StatusAccepted {
 			n.KSeFNumber = orig.KSeFNumber
 		}
-	case !errors.Is(err, ledger.ErrNotFound):
-		return fmt.Errorf("read the original of %s: %w", inv.ID, err)
 	}
 	return h.results.PutJSON(ctx, inv.ResultKey, n)
 }

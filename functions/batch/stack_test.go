@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,15 +100,19 @@ type stack struct {
 	skew    time.Duration
 }
 
-// newStack creates a versioned bucket and a ledger table in moto, named after the test, and a
-// handler with small limits; tune changes its configuration.
+// stacks numbers the stacks of this test binary: moto outlives a test, so a name made of the
+// test's name alone would collide when the test runs again (go test -count 2).
+var stacks atomic.Int64
+
+// newStack creates a versioned bucket and a ledger table in moto, named after the test and
+// unique in the moto server, and a handler with small limits; tune changes its configuration.
 func newStack(t *testing.T, tune func(*config)) *stack {
 	t.Helper()
 	srv := motoserver.Start(t)
 	awsCfg := motoserver.AWSConfig(t, srv.Endpoint)
 	awsCfg.HTTPClient = motoserver.SerialHTTPClient()
 	sum := sha256.Sum256([]byte(t.Name()))
-	name := "batch-" + hex.EncodeToString(sum[:8])
+	name := fmt.Sprintf("batch-%x-%d", sum[:8], stacks.Add(1))
 	st := &stack{t: t, bucket: name, events: &fakeEvents{}, tokens: &fakeTokens{}, logs: &syncBuffer{}}
 	ctx := t.Context()
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = true })

@@ -202,11 +202,30 @@ func (h *handler) login(ctx context.Context, in flow.ChallengeInput, client auth
 		StartedAt:           lease.StartedAt,
 		Method:              creds.AuthMethod,
 	}
-	if _, err := h.store.Update(ctx, in.NIP, func(st *secrets.State) error {
+	recorded := false
+	st, err = h.store.Update(ctx, in.NIP, func(st *secrets.State) error {
+		recorded = false
+		if !holds(st.PendingAuth, lease) {
+			// KSeF took longer than the lease: another execution found it stale and claimed the
+			// login (and may have started or even finished its own). Theirs stands.
+			return secrets.ErrNoChange
+		}
 		st.PendingAuth = started
+		recorded = true
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return flow.AuthState{}, fmt.Errorf("record login: %w", err)
+	}
+	if !recorded {
+		h.log.WarnContext(ctx, "login claim lost while starting; following the login that took over", slog.String("nip", in.NIP),
+			slog.String("abandonedReferenceNumber", init.ReferenceNumber))
+		if p := st.PendingAuth; p != nil {
+			return pending(p.ReferenceNumber, p.Method, in.Attempt), nil
+		}
+		// No login pending any more (the winner's was redeemed, or given up): polling finds none
+		// and sends the execution back here, to use the stored tokens or start again.
+		return pending("", creds.AuthMethod, in.Attempt), nil
 	}
 	h.log.InfoContext(ctx, "KSeF authentication started", slog.String("nip", in.NIP),
 		slog.String("referenceNumber", init.ReferenceNumber), slog.String("method", string(creds.AuthMethod)))
@@ -249,7 +268,7 @@ func (h *handler) dropLogin(ctx context.Context, nip, ref string) {
 // tries at once instead of waiting for the lease to expire. Best effort.
 func (h *handler) release(ctx context.Context, nip string, lease *secrets.PendingAuth) {
 	_, err := h.store.Update(ctx, nip, func(st *secrets.State) error {
-		if st.PendingAuth == nil || st.PendingAuth.ReferenceNumber != "" || !st.PendingAuth.StartedAt.Equal(lease.StartedAt) {
+		if !holds(st.PendingAuth, lease) {
 			return secrets.ErrNoChange
 		}
 		st.PendingAuth = nil
@@ -258,6 +277,12 @@ func (h *handler) release(ctx context.Context, nip string, lease *secrets.Pendin
 	if err != nil {
 		h.log.WarnContext(ctx, "could not release login claim", slog.String("nip", nip), slog.String("error", err.Error()))
 	}
+}
+
+// holds reports whether the pending login p is still the claim lease: not taken over by another
+// execution once the lease expired, and not yet started.
+func holds(p, lease *secrets.PendingAuth) bool {
+	return p != nil && p.ReferenceNumber == "" && p.StartedAt.Equal(lease.StartedAt)
 }
 
 func pending(ref string, method secrets.AuthMethod, attempt int) flow.AuthState {

@@ -585,11 +585,11 @@ func TestHandle(t *testing.T) {
 }
 
 // TestHandleRateLimitWait checks that a 429 carries KSeF's Retry-After, in whole seconds rounded
-// up, to the state machine's Wait state.
+// up, plus at most as much again of jitter (flow.ThrottleWait), to the state machine's Wait state.
 func TestHandleRateLimitWait(t *testing.T) {
 	for _, tt := range []struct {
 		retryAfter time.Duration
-		want       int
+		want       int // the least wait; the jitter adds up to as much again
 	}{
 		{7 * time.Second, 7},
 		{1500 * time.Millisecond, 2},
@@ -603,13 +603,13 @@ func TestHandleRateLimitWait(t *testing.T) {
 		}
 		_, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip})
 		var rl *flow.RateLimitedError
-		if !errors.As(err, &rl) || rl.RetryAfterSeconds != tt.want {
-			t.Errorf("Retry-After %s: error %v, want a RateLimitedError with retryAfterSeconds %d", tt.retryAfter, err, tt.want)
+		if !errors.As(err, &rl) || rl.RetryAfterSeconds < tt.want || rl.RetryAfterSeconds > 2*tt.want {
+			t.Errorf("Retry-After %s: error %v, want a RateLimitedError with retryAfterSeconds %d to %d", tt.retryAfter, err, tt.want, 2*tt.want)
 			continue
 		}
 		var back flow.Reason
-		if err := json.Unmarshal([]byte(rl.Error()), &back); err != nil || back.RetryAfterSeconds != tt.want {
-			t.Errorf("Retry-After %s: message %s does not carry retryAfterSeconds %d", tt.retryAfter, rl.Error(), tt.want)
+		if err := json.Unmarshal([]byte(rl.Error()), &back); err != nil || back.RetryAfterSeconds != rl.RetryAfterSeconds {
+			t.Errorf("Retry-After %s: message %s does not carry retryAfterSeconds %d", tt.retryAfter, rl.Error(), rl.RetryAfterSeconds)
 		}
 	}
 }
@@ -673,6 +673,85 @@ func TestHandleBurstOneLogin(t *testing.T) {
 		if calls := x.f.calls[before:]; len(calls) != 0 {
 			t.Errorf("execution %d after the redeem called KSeF: %v", i, calls)
 		}
+	}
+}
+
+// TestHandleLeaseLostWhileStarting: KSeF answers the challenge and the login request more slowly
+// than the claim lease lasts; meanwhile another execution finds the lease stale and takes the
+// login over. Recording this execution's login must not overwrite the other's: it follows the
+// login that took over instead.
+func TestHandleLeaseLostWhileStarting(t *testing.T) {
+	winner := &secrets.PendingAuth{
+		ReferenceNumber:     otherRef,
+		AuthenticationToken: ksef.Token{Token: authToken, ValidUntil: t0.Add(11 * time.Minute)},
+		StartedAt:           t0.Add(leaseTTL + time.Second),
+		Method:              secrets.AuthToken,
+	}
+	tests := []struct {
+		name     string
+		takeOver func(st *secrets.State) // what the other execution did to the state meanwhile
+		want     flow.AuthState
+		wantKept func(st secrets.State) bool
+	}{
+		{
+			name:     "the other execution started its login",
+			takeOver: func(st *secrets.State) { st.PendingAuth = winner },
+			want:     flow.AuthState{ReferenceNumber: otherRef, Method: "token", WaitSeconds: 1, StatusCode: 100},
+			wantKept: func(st secrets.State) bool { return reflect.DeepEqual(st.PendingAuth, winner) },
+		},
+		{
+			name: "the other execution claimed the login",
+			takeOver: func(st *secrets.State) {
+				st.PendingAuth = &secrets.PendingAuth{StartedAt: winner.StartedAt, Method: secrets.AuthToken}
+			},
+			want: flow.AuthState{Method: "token", WaitSeconds: 1, StatusCode: 100},
+			wantKept: func(st secrets.State) bool {
+				return st.PendingAuth != nil && st.PendingAuth.ReferenceNumber == "" && st.PendingAuth.StartedAt.Equal(winner.StartedAt)
+			},
+		},
+		{
+			name: "the other execution finished its login",
+			takeOver: func(st *secrets.State) {
+				st.PendingAuth = nil
+				st.AccessToken = ksef.Token{Token: redeemed, ValidUntil: t0.Add(20 * time.Minute)}
+				st.RefreshToken = ksef.Token{Token: redeemedRenew, ValidUntil: t0.Add(7 * 24 * time.Hour)}
+			},
+			want:     flow.AuthState{Method: "token", WaitSeconds: 1, StatusCode: 100},
+			wantKept: func(st secrets.State) bool { return st.PendingAuth == nil && st.AccessToken.Token == redeemed },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, secrets.AuthToken)
+			other := secrets.New(e.sm, secrets.WithClock(func() time.Time { return e.now }))
+			e.ksef.withToken = func(ksef.KSeFTokenAuth) (*ksef.AuthInit, error) {
+				e.now = t0.Add(leaseTTL + 2*time.Second)
+				if _, err := other.Update(t.Context(), nip, func(st *secrets.State) error {
+					tt.takeOver(st)
+					return nil
+				}); err != nil {
+					t.Errorf("other execution: %v", err)
+				}
+				return authInit(), nil
+			}
+
+			got, err := e.h.Handle(t.Context(), flow.ChallengeInput{NIP: nip})
+
+			if err != nil || got != tt.want {
+				t.Errorf("Handle = %+v, %v; want %+v", got, err, tt.want)
+			}
+			if st := e.state(t); !tt.wantKept(st) {
+				t.Errorf("stored pending login %+v (tokens stored: %t): the other execution's state was overwritten",
+					st.PendingAuth, st.AccessToken.Token != "")
+			}
+			if want := []string{"Challenge", "AuthenticateWithKSeFToken"}; !reflect.DeepEqual(e.ksef.calls, want) {
+				t.Errorf("KSeF calls %v, want %v", e.ksef.calls, want)
+			}
+			if !strings.Contains(e.logs.String(), "login claim lost") || !strings.Contains(e.logs.String(), authRef) {
+				t.Errorf("logs do not tell that the login %s was abandoned: %s", authRef, e.logs.String())
+			}
+			assertNoSecrets(t, e, got, err)
+		})
 	}
 }
 

@@ -65,7 +65,7 @@ type handler struct {
 	bucket          string
 	inboxPrefix     string
 	resultPrefix    string
-	nip             string // the stack's NIP (KSEF_NIP), for uploads whose key names none
+	nip             string // the stack's NIP (KSEF_NIP), the only one it sends for
 	stateMachineARN string
 	now             func() time.Time
 	log             *slog.Logger
@@ -112,9 +112,10 @@ type outcome struct {
 // Handle takes one uploaded invoice in: it records the object version in the ledger, under an
 // id derived from its bucket, key and version, and starts the execution of that name. A second
 // delivery of the event finds the record and starts nothing new; the same bytes uploaded again
-// are recorded as a duplicate upload pointing at the original, with a notice next to them and
-// no execution. An object that cannot be an invoice of this stack (outside the inbox, not .xml)
-// is ignored; one that cannot be sent (too large, no NIP) is recorded as invalid with a report.
+// are recorded as a duplicate upload pointing at the original, with no execution and, under
+// another key than the original's, a notice next to them. An object that cannot be an invoice
+// of this stack (outside the inbox, not .xml) is ignored; one that cannot be sent (too large,
+// in a folder named after another NIP) is recorded as invalid with a report.
 // Transient failures are returned as errors, so that the event is retried and, in the end, kept
 // in the dead-letter queue.
 func (h *handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (outcome, error) {
@@ -182,23 +183,26 @@ func pathExt(key string) string {
 	return ""
 }
 
-// nipFor returns the NIP an upload is for: the first folder under the inbox when it is a NIP
-// (inbox/5265877635/invoice.xml), else the stack's NIP.
-func (h *handler) nipFor(key string) string {
+// otherNIP returns the NIP that the upload's first folder under the inbox names when it is not
+// the stack's (inbox/5265877635/invoice.xml), else "". The stack sends for its own NIP only: its
+// secrets and their IAM grants are that NIP's.
+func (h *handler) otherNIP(key string) string {
 	first, _, nested := strings.Cut(strings.TrimPrefix(key, h.inboxPrefix), "/")
-	if nested && ksef.ValidNIP(first) {
+	if nested && ksef.ValidNIP(first) && first != h.nip {
 		return first
 	}
-	return h.nip
+	return ""
 }
 
 // take reads a new upload and records it: received (to be sent), a duplicate upload of content
 // already taken in, or invalid.
 func (h *handler) take(ctx context.Context, id string, obj flow.S3Object, size int64) (*ledger.Invoice, error) {
-	base := ledger.Invoice{ID: id, NIP: h.nipFor(obj.Key), Source: ledger.SourceS3, Object: obj}
-	switch {
-	case base.NIP == "":
-		return h.refuse(ctx, base, fmt.Sprintf("no NIP for this upload: put it under %s<NIP>/ or set the stack's NIP", h.inboxPrefix))
+	base := ledger.Invoice{ID: id, NIP: h.nip, Source: ledger.SourceS3, Object: obj}
+	switch other := h.otherNIP(obj.Key); {
+	case other != "":
+		base.NIP = other // what the upload asked for, in the report and the event
+		return h.refuse(ctx, base, fmt.Sprintf("this stack sends for NIP %s only, and the folder %s%s/ names NIP %s: "+
+			"deploy a stack for NIP %s, or upload invoices of NIP %s outside such a folder", h.nip, h.inboxPrefix, other, other, other, h.nip))
 	case size > maxInvoiceBytes:
 		return h.refuse(ctx, base, fmt.Sprintf("invoice is %d bytes; KSeF accepts at most %d", size, maxInvoiceBytes))
 	}
@@ -226,12 +230,28 @@ func (h *handler) take(ctx context.Context, id string, obj flow.S3Object, size i
 	case conflict.Kind != ledger.ConflictContent:
 		return nil, err
 	}
+	orig := conflict.Existing
+	if orig == nil {
+		if orig, err = h.ledger.Get(ctx, conflict.InvoiceID); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return nil, fmt.Errorf("read %s, which took this content in: %w", conflict.InvoiceID, err)
+		}
+	}
 	dup := base
-	dup.Status, dup.DuplicateOf, dup.ResultKey = ledger.StatusDuplicateUpload, conflict.InvoiceID, h.resultPrefix+obj.Key+".result.json"
-	if o := conflict.Existing; o != nil && o.Status == ledger.StatusAccepted {
-		dup.KSeFNumber = o.KSeFNumber
+	dup.Status, dup.DuplicateOf = ledger.StatusDuplicateUpload, conflict.InvoiceID
+	if orig != nil && orig.Status == ledger.StatusAccepted {
+		dup.KSeFNumber = orig.KSeFNumber
+	}
+	if !sameKey(orig, obj) {
+		dup.ResultKey = h.resultPrefix + obj.Key + ".result.json" // the notice
 	}
 	return h.create(ctx, dup)
+}
+
+// sameKey reports whether the original invoice is an earlier version of the object obj: what
+// is stored next to that key (the result, once the original has one) describes the same bytes,
+// and must not be replaced by a notice.
+func sameKey(orig *ledger.Invoice, obj flow.S3Object) bool {
+	return orig != nil && orig.Object.Bucket == obj.Bucket && orig.Object.Key == obj.Key
 }
 
 // refuse records an upload that cannot be sent as invalid.
@@ -297,7 +317,9 @@ func (h *handler) finish(ctx context.Context, inv *ledger.Invoice, repeated bool
 		return h.start(ctx, inv, repeated)
 	case inv.Status == ledger.StatusDuplicateUpload:
 		out.Action = actionDuplicateUpload
-		return out, h.notice(ctx, inv)
+		var err error
+		out.Reason, err = h.notice(ctx, inv)
+		return out, err
 	case inv.Status == ledger.StatusInvalid && inv.Reason != nil && inv.Reason.Stage == stage:
 		out.Action, out.Reason = actionInvalid, inv.Reason.Message
 		return out, h.report(ctx, inv)
@@ -380,8 +402,17 @@ func (h *handler) report(ctx context.Context, inv *ledger.Invoice) error {
 	return nil
 }
 
-// notice stores the duplicate notice, with what is known of the original now.
-func (h *handler) notice(ctx context.Context, inv *ledger.Invoice) error {
+// notice stores the duplicate notice, with what is known of the original now, unless the
+// original is an earlier version of the same key: then nothing is written (the original's
+// result, there or to come, stays) and the returned reason says so.
+func (h *handler) notice(ctx context.Context, inv *ledger.Invoice) (string, error) {
+	orig, err := h.ledger.Get(ctx, inv.DuplicateOf)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return "", fmt.Errorf("read the original of %s: %w", inv.ID, err)
+	}
+	if inv.ResultKey == "" || sameKey(orig, inv.Object) {
+		return "an earlier version of the same key, " + inv.DuplicateOf + ", took these bytes in: no notice replaces its result", nil
+	}
 	n := results.DuplicateNotice{
 		Status:      string(ledger.StatusDuplicateUpload),
 		NIP:         inv.NIP,
@@ -393,17 +424,13 @@ func (h *handler) notice(ctx context.Context, inv *ledger.Invoice) error {
 		Message:     "the same invoice content was already taken in as " + inv.DuplicateOf + "; this upload is not sent to KSeF",
 		RecordedAt:  inv.CreatedAt,
 	}
-	orig, err := h.ledger.Get(ctx, inv.DuplicateOf)
-	switch {
-	case err == nil:
+	if orig != nil {
 		n.Original = &results.OriginalInvoice{Status: string(orig.Status), Invoice: orig.Object, ResultKey: orig.ResultKey}
 		if orig.Status == ledger.StatusAccepted {
 			n.KSeFNumber = orig.KSeFNumber
 		}
-	case !errors.Is(err, ledger.ErrNotFound):
-		return err
 	}
-	return h.putJSON(ctx, inv.ResultKey, n)
+	return "", h.putJSON(ctx, inv.ResultKey, n)
 }
 
 func (h *handler) putJSON(ctx context.Context, key string, v any) error {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -457,29 +458,30 @@ func TestHandleConcurrentDelivery(t *testing.T) {
 	}
 }
 
-// TestHandleRepeatedUpload: the same bytes uploaded again (a new version, or another key) are
-// not sent again; a notice next to them points at the original.
+// TestHandleRepeatedUpload: the same bytes uploaded again under another key are not sent
+// again; a notice next to them points at the original.
 func TestHandleRepeatedUpload(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	orig := ledger.ObjectID(bucket, key, version)
 	e.handle(t, event(t, nil))
 
-	e.s3.put(key, "v2", sample(t))
-	dupID := ledger.ObjectID(bucket, key, "v2")
-	out := e.handle(t, event(t, map[string]any{"version-id": "v2"}))
+	otherKey := "inbox/again/FA_3_Przyklad_1.xml"
+	e.s3.put(otherKey, "v1", sample(t))
+	dupID := ledger.ObjectID(bucket, otherKey, "v1")
+	out := e.handle(t, event(t, map[string]any{"key": otherKey, "version-id": "v1"}))
 	if want := (outcome{Action: actionDuplicateUpload, InvoiceID: dupID, DuplicateOf: orig}); out != want {
 		t.Errorf("outcome %+v, want %+v", out, want)
 	}
 	dup := e.invoice(t, dupID)
-	noticeKey := "results/" + key + ".result.json"
+	noticeKey := "results/" + otherKey + ".result.json"
 	if dup.Status != ledger.StatusDuplicateUpload || dup.DuplicateOf != orig || dup.ResultKey != noticeKey || dup.KSeFNumber != "" {
 		t.Errorf("duplicate's ledger item %+v", dup)
 	}
 	var n results.DuplicateNotice
 	e.s3.stored(t, noticeKey, &n)
-	if n.Status != "duplicate-upload" || n.DuplicateOf != orig || n.InvoiceID != dupID || n.Invoice.VersionID != "v2" ||
-		n.Original == nil || n.Original.Status != "received" || n.KSeFNumber != "" || n.InvoiceHash != hashOf(sample(t)) {
+	if n.Status != "duplicate-upload" || n.DuplicateOf != orig || n.InvoiceID != dupID || n.Invoice.Key != otherKey || n.Invoice.VersionID != "v1" ||
+		n.Original == nil || n.Original.Status != "received" || n.Original.Invoice.Key != key || n.KSeFNumber != "" || n.InvoiceHash != hashOf(sample(t)) {
 		t.Errorf("notice %+v", n)
 	}
 
@@ -489,21 +491,21 @@ func TestHandleRepeatedUpload(t *testing.T) {
 	if _, _, err := e.ledger.Transition(ctx, orig, ledger.Change{Status: ledger.StatusAccepted, KSeFNumber: ksefNumber}); err != nil {
 		t.Fatal(err)
 	}
-	otherKey := "inbox/again/FA_3_Przyklad_1.xml"
-	e.s3.put(otherKey, "v1", sample(t))
-	out = e.handle(t, event(t, map[string]any{"key": otherKey, "version-id": "v1"}))
+	thirdKey := "inbox/third/FA_3_Przyklad_1.xml"
+	e.s3.put(thirdKey, "v1", sample(t))
+	out = e.handle(t, event(t, map[string]any{"key": thirdKey, "version-id": "v1"}))
 	if out.Action != actionDuplicateUpload || out.DuplicateOf != orig {
 		t.Errorf("third upload: %+v", out)
 	}
-	third := e.invoice(t, ledger.ObjectID(bucket, otherKey, "v1"))
+	third := e.invoice(t, ledger.ObjectID(bucket, thirdKey, "v1"))
 	if third.KSeFNumber != ksefNumber {
 		t.Errorf("third upload's ledger item %+v, want the original's KSeF number", third)
 	}
-	e.s3.stored(t, "results/"+otherKey+".result.json", &n)
+	e.s3.stored(t, "results/"+thirdKey+".result.json", &n)
 	if n.KSeFNumber != ksefNumber || n.Original.Status != "accepted" {
 		t.Errorf("third notice %+v", n)
 	}
-	out = e.handle(t, event(t, map[string]any{"version-id": "v2"}))
+	out = e.handle(t, event(t, map[string]any{"key": otherKey, "version-id": "v1"}))
 	if out.Action != actionDuplicateUpload {
 		t.Errorf("repeated delivery of the second upload: %+v", out)
 	}
@@ -516,6 +518,46 @@ func TestHandleRepeatedUpload(t *testing.T) {
 	}
 	if len(e.events.events) != 0 {
 		t.Errorf("events %v for duplicate uploads, want none", e.events.events)
+	}
+}
+
+// TestHandleRepeatedUploadSameKey: the same bytes uploaded again to the same key (a new
+// version) are not sent again, and nothing is written over the original's result, which
+// describes these bytes; the ledger records the duplicate upload.
+func TestHandleRepeatedUploadSameKey(t *testing.T) {
+	e := newEnv(t)
+	orig := ledger.ObjectID(bucket, key, version)
+	e.handle(t, event(t, nil))
+	// The pipeline accepted the original and stored its result next to the key.
+	const ksefNumber = "9999999999-20260302-0100001AF629-AF"
+	resultKey := "results/" + key + ".result.json"
+	if _, _, err := e.ledger.Transition(t.Context(), orig, ledger.Change{Status: ledger.StatusAccepted, KSeFNumber: ksefNumber, ResultKey: resultKey}); err != nil {
+		t.Fatal(err)
+	}
+	result := []byte(`{"status":"accepted","ksefNumber":"` + ksefNumber + `"}` + "\n")
+	e.s3.puts[resultKey] = result
+
+	e.s3.put(key, "v2", sample(t))
+	dupID := ledger.ObjectID(bucket, key, "v2")
+	ev := event(t, map[string]any{"version-id": "v2"})
+	for delivery := range 2 { // a repeated delivery decides the same
+		out := e.handle(t, ev)
+		if out.Action != actionDuplicateUpload || out.InvoiceID != dupID || out.DuplicateOf != orig || !strings.Contains(out.Reason, "no notice replaces its result") {
+			t.Errorf("delivery %d: outcome %+v, want a duplicate upload of %s with no notice", delivery, out, orig)
+		}
+	}
+	dup := e.invoice(t, dupID)
+	if dup.Status != ledger.StatusDuplicateUpload || dup.DuplicateOf != orig || dup.KSeFNumber != ksefNumber || dup.ResultKey != "" {
+		t.Errorf("duplicate's ledger item %+v, want a duplicate upload of %s, its KSeF number and no notice key", dup, orig)
+	}
+	if got := e.s3.puts[resultKey]; !bytes.Equal(got, result) || len(e.s3.puts) != 1 {
+		t.Errorf("stored %v, %s now holds %s; want the original's result untouched and nothing else written", slices.Collect(maps.Keys(e.s3.puts)), resultKey, got)
+	}
+	if got := e.sfn.started(); !slices.Equal(got, []string{orig}) {
+		t.Errorf("executions %v, want only the original's", got)
+	}
+	if !strings.Contains(e.logs.String(), `"duplicateOf":"`+orig+`","reason":"an earlier version of the same key`) {
+		t.Errorf("the duplicate upload is not logged with its reason:\n%s", e.logs.String())
 	}
 }
 
@@ -578,9 +620,10 @@ func TestHandleUpperCaseSuffix(t *testing.T) {
 }
 
 // TestHandleEncodedKey: S3 URL-encodes the key in its events; the object is read, recorded and
-// sent under its real key, and the NIP comes from the folder under the inbox.
+// sent under its real key, here in a folder named after the stack's NIP.
 func TestHandleEncodedKey(t *testing.T) {
 	e := newEnv(t)
+	e.h.nip = "5265877635"
 	real := "inbox/5265877635/Faktura lutowa (2) nr+1.xml"
 	const v = "Lx3f0q9T2y8uRz.Wb7kVd1HcN5sA4mPe"
 	e.s3.put(real, v, sample(t))
@@ -594,7 +637,7 @@ func TestHandleEncodedKey(t *testing.T) {
 	}
 	in := e.sfn.input(t, id)
 	if in.Invoice.Key != real || in.NIP != "5265877635" {
-		t.Errorf("execution input %+v, want the decoded key and the NIP of its folder", in)
+		t.Errorf("execution input %+v, want the decoded key and the stack's NIP", in)
 	}
 	if inv := e.invoice(t, id); inv.Object.Key != real || inv.NIP != "5265877635" {
 		t.Errorf("ledger item %+v", inv)
@@ -612,7 +655,8 @@ func TestHandleInvalid(t *testing.T) {
 	}{
 		{"too large, by the event", nil, map[string]any{"size": maxInvoiceBytes + 1}, stackNIP, "3000001 bytes; KSeF accepts at most 3000000", 0},
 		{"too large, by the object", func(e *env) { e.s3.length[key+"@"+version] = maxInvoiceBytes + 10 }, nil, stackNIP, "3000010 bytes", 1},
-		{"no NIP", func(e *env) { e.h.nip = "" }, nil, "", "no NIP for this upload", 0},
+		{"another NIP's folder", func(e *env) { e.s3.put("inbox/5265877635/a.xml", version, sample(t)) }, map[string]any{"key": "inbox/5265877635/a.xml"},
+			"5265877635", "this stack sends for NIP 9999999999 only, and the folder inbox/5265877635/ names NIP 5265877635", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -620,20 +664,24 @@ func TestHandleInvalid(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(e)
 			}
-			id := ledger.ObjectID(bucket, key, version)
+			k := key
+			if s, ok := tt.change["key"].(string); ok {
+				k = s
+			}
+			id := ledger.ObjectID(bucket, k, version)
 			ev := event(t, tt.change)
 			out := e.handle(t, ev)
 			if out.Action != actionInvalid || out.InvoiceID != id || !strings.Contains(out.Reason, tt.want) {
 				t.Errorf("outcome %+v, want invalid because %q", out, tt.want)
 			}
-			reportKey := "results/" + key + ".error.json"
+			reportKey := "results/" + k + ".error.json"
 			inv := e.invoice(t, id)
 			if inv.Status != ledger.StatusInvalid || inv.NIP != tt.wantNIP || inv.ResultKey != reportKey || inv.Reason == nil || inv.Reason.Stage != "ingest" {
 				t.Errorf("ledger item %+v", inv)
 			}
 			var r results.Report
 			e.s3.stored(t, reportKey, &r)
-			if r.Status != "invalid" || r.Error != "BadInputError" || !strings.Contains(r.Reason.Message, tt.want) || r.InvoiceID != id || r.Invoice.Key != key {
+			if r.Status != "invalid" || r.Error != "BadInputError" || !strings.Contains(r.Reason.Message, tt.want) || r.InvoiceID != id || r.Invoice.Key != k || r.NIP != tt.wantNIP {
 				t.Errorf("report %+v", r)
 			}
 			if len(e.events.events) != 1 {
@@ -707,17 +755,18 @@ func TestHandleTransientFailures(t *testing.T) {
 	t.Run("notice not stored", func(t *testing.T) {
 		e := newEnv(t)
 		e.handle(t, event(t, nil))
-		e.s3.put(key, "v2", sample(t))
+		copyKey := "inbox/copy.xml"
+		e.s3.put(copyKey, "v1", sample(t))
 		e.s3.putErr = slowDown
-		if _, err := e.h.Handle(t.Context(), event(t, map[string]any{"version-id": "v2"})); err == nil {
+		if _, err := e.h.Handle(t.Context(), event(t, map[string]any{"key": copyKey, "version-id": "v1"})); err == nil {
 			t.Fatal("no error")
 		}
 		e.s3.putErr = nil
-		if out := e.handle(t, event(t, map[string]any{"version-id": "v2"})); out.Action != actionDuplicateUpload {
+		if out := e.handle(t, event(t, map[string]any{"key": copyKey, "version-id": "v1"})); out.Action != actionDuplicateUpload {
 			t.Errorf("retry: %+v", out)
 		}
 		var n results.DuplicateNotice
-		e.s3.stored(t, "results/"+key+".result.json", &n)
+		e.s3.stored(t, "results/"+copyKey+".result.json", &n)
 	})
 	t.Run("event not published", func(t *testing.T) {
 		e := newEnv(t)

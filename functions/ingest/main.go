@@ -19,7 +19,7 @@ import (
 func main() {
 	log := lambdaenv.NewLogger()
 	cfg, err := lambdaenv.LoadConfig(os.Getenv)
-	if err == nil && (cfg.LedgerTable == "" || cfg.StateMachineARN == "") {
+	if err == nil && (cfg.LedgerTable == "" || cfg.StateMachineARN == "" || cfg.NIP == "") {
 		err = errMissing
 	}
 	if err != nil {
@@ -50,5 +50,5 @@ func main() {
 }
 
 // errMissing: the S3 entry point's guarantees (one execution per object version and per
-// content) rest on the ledger, and it needs the state machine to start.
-var errMissing = errors.New("invalid configuration: the ingest function needs LEDGER_TABLE and STATE_MACHINE_ARN")
+// content) rest on the ledger, it needs the state machine to start, and the NIP it sends for.
+var errMissing = errors.New("invalid configuration: the ingest function needs LEDGER_TABLE, STATE_MACHINE_ARN and KSEF_NIP")

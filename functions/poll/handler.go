@@ -151,7 +151,8 @@ func (h *handler) dropLogin(ctx context.Context, nip, ref string) {
 }
 
 // pollInvoice checks one invoice. On success it stores the UPO and then the result (so a result
-// always has its UPO); on a duplicate it stores a result pointing at the original KSeF number.
+// always has its UPO); on a duplicate confirmed to be this invoice it stores the original's UPO
+// and a result pointing at the original KSeF number.
 func (h *handler) pollInvoice(ctx context.Context, in flow.PollInput) (flow.PollResult, error) {
 	sub := in.Submission
 	out := flow.PollResult{Kind: flow.PollInvoice, Outcome: flow.OutcomePending, Attempt: in.Attempt + 1, WaitSeconds: invoiceWait(in.Attempt + 1)}
@@ -239,45 +240,43 @@ func (h *handler) refused(ctx context.Context, nip string, err error) error {
 	}, Err: err}
 }
 
-// duplicate reconciles a 440: KSeF already holds an invoice with this seller, type and number,
-// under the KSeF number in the status extensions. The original's UPO is stored too if KSeF
-// gives it to this context.
+// duplicate handles a 440: KSeF already holds an invoice with this seller, type and number,
+// under the KSeF number in the status extensions. It is reconciled (the original's KSeF number
+// and UPO stored as this invoice's result) only when the original's UPO lists the original with
+// this invoice's hash; an invoice number reused for other content, or a duplicate that cannot be
+// checked, is a RejectedError (results.ConfirmDuplicate).
 func (h *handler) duplicate(ctx context.Context, in flow.PollInput, client statusClient, st *ksef.InvoiceStatus, out flow.PollResult) (flow.PollResult, error) {
-	origKSeF := st.Status.Extensions["originalKsefNumber"]
-	origSession := st.Status.Extensions["originalSessionReferenceNumber"]
-	if origKSeF == "" {
-		return out, &flow.RejectedError{Reason: flow.Reason{Stage: "ksef", Message: "KSeF reported a duplicate without the original KSeF number: " + st.Status.Description, Code: 440, Details: st.Status.Details}}
+	orig, err := results.ConfirmDuplicate(ctx, client, st, in.Submission.InvoiceHash)
+	switch {
+	case results.UPONotReady(err):
+		out.WaitSeconds = 2 // the original was accepted moments ago (a send repeated); its UPO is being generated
+		return out, nil
+	case errors.Is(err, ksef.ErrUnauthorized):
+		return out, h.refused(ctx, in.NIP, err)
+	case err != nil:
+		return out, err
 	}
 	docs := h.documents()
-	res := results.NewResult(results.StatusDuplicate, in.NIP, in.Invoice, in.Submission, st, h.now())
-	res.KSeFNumber = origKSeF
-	res.OriginalSessionReferenceNumber = origSession
-	res.QRCodeURL = results.VerificationURL(client.QRBaseURL(), in.NIP, in.Submission)
-	if origSession != "" {
-		upo, err := client.InvoiceUPOByKSeFNumber(ctx, origSession, origKSeF)
-		if err == nil {
-			upoKey := docs.Key(in.Invoice, results.UPOSuffix)
-			if err := docs.PutXML(ctx, upoKey, upo.Content); err != nil {
-				return out, err
-			}
-			res.UPO = &results.UPO{Key: upoKey, Hash: upo.Hash}
-			out.UPOKey = upoKey
-		} else {
-			h.log.InfoContext(ctx, "UPO of the original invoice not available", slog.String("ksefNumber", origKSeF), slog.String("error", err.Error()))
-		}
+	upoKey := docs.Key(in.Invoice, results.UPOSuffix)
+	if err := docs.PutXML(ctx, upoKey, orig.UPO.Content); err != nil {
+		return out, err
 	}
+	res := results.NewResult(results.StatusDuplicate, in.NIP, in.Invoice, in.Submission, st, h.now())
+	res.KSeFNumber, res.OriginalSessionReferenceNumber = orig.KSeFNumber, orig.SessionReferenceNumber
+	res.UPO = &results.UPO{Key: upoKey, Hash: orig.UPO.Hash}
+	res.QRCodeURL = results.VerificationURL(client.QRBaseURL(), in.NIP, in.Submission)
 	resultKey := docs.Key(in.Invoice, results.ResultSuffix)
 	if err := docs.PutJSON(ctx, resultKey, res); err != nil {
 		return out, err
 	}
 	ch := change(in, ledger.StatusAccepted)
-	ch.KSeFNumber, ch.Reconciled, ch.ResultKey, ch.UPOKey = origKSeF, true, resultKey, out.UPOKey
+	ch.KSeFNumber, ch.Reconciled, ch.ResultKey, ch.UPOKey = orig.KSeFNumber, true, resultKey, upoKey
 	if err := h.record(ctx, in, ch); err != nil {
 		return out, err
 	}
 	h.log.InfoContext(ctx, "duplicate invoice reconciled", slog.String("nip", in.NIP), slog.String("key", in.Invoice.Key),
-		slog.String("originalKsefNumber", origKSeF))
-	out.Outcome, out.KSeFNumber, out.ResultKey, out.WaitSeconds = flow.OutcomeDuplicate, origKSeF, resultKey, 0
+		slog.String("originalKsefNumber", orig.KSeFNumber))
+	out.Outcome, out.KSeFNumber, out.ResultKey, out.UPOKey, out.WaitSeconds = flow.OutcomeDuplicate, orig.KSeFNumber, resultKey, upoKey, 0
 	return out, nil
 }
 
@@ -332,13 +331,27 @@ func (h *handler) documents() *results.Store {
 	return results.NewStore(h.objects, h.bucket, h.resultPrefix)
 }
 
-// invoiceWait is the wait before the next invoice status call: quick at first, then every 5 s.
+// invoiceWait is the wait in seconds before the next invoice status call, attempt being the
+// number of calls made: quick at first (KSeF usually answers within seconds), then slower and
+// slower, so that an invoice KSeF takes hours over is still followed (the state machine allows
+// 600 calls, some 9 hours) without spending the execution's event history or KSeF's
+// invoiceStatus limit (1200 calls an hour per context) on it.
+//
+//	after call        1–2   3–5   6–20   21–40    41–60   61 on
+//	wait              1 s   2 s    5 s    15 s     30 s    60 s
+//	waited in total   2 s   8 s   83 s  6.4 min 16.4 min  + 1 min a call
 func invoiceWait(attempt int) int {
 	switch {
 	case attempt <= 2:
 		return 1
 	case attempt <= 5:
 		return 2
+	case attempt <= 20:
+		return 5
+	case attempt <= 40:
+		return 15
+	case attempt <= 60:
+		return 30
 	}
-	return 5
+	return 60
 }

@@ -464,9 +464,31 @@ func upoDoc(t *testing.T) *ksef.Document {
 	return &ksef.Document{Content: b, Hash: "dGhlLXVwby1oYXNo", HashVerified: true}
 }
 
+// otherHash is the hash of content other than the sample's (an empty file's).
+const otherHash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+// originalUPO is the UPO of the original of a 440 (origKSeF, in origSession) whose content
+// has the given hash: the official invoice UPO sample with the original's values.
+func originalUPO(t *testing.T, hash string) *ksef.Document {
+	t.Helper()
+	b := upoDoc(t).Content
+	for _, r := range [][2]string{
+		{"36950822-93-9D5A28BFDA-47C899773E-5C", origSession},
+		{"5265877635-20250916-0200A0D6723E-C2", origKSeF},
+		{"GZMGNVzs3krF6URKgvaw77OOeG3nJ+WGziT5xguliQ8=", hash},
+	} {
+		if bytes.Count(b, []byte(r[0])) != 1 {
+			t.Fatalf("the sample UPO does not hold %s once", r[0])
+		}
+		b = bytes.Replace(b, []byte(r[0]), []byte(r[1]), 1)
+	}
+	return &ksef.Document{Content: b, Hash: "b3JpZ2luYWwtdXBv", HashVerified: true}
+}
+
 func TestHandleInvoicePending(t *testing.T) {
-	// Quick at first, then every 5 s: attempt is the number of polls before this one.
-	wantWaits := map[int]int{0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 5, 20: 5, 179: 5}
+	// Quick at first, then slower up to a minute: attempt is the number of polls before this one
+	// (the whole schedule: TestInvoiceWait).
+	wantWaits := map[int]int{0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 5, 19: 5, 20: 15, 40: 30, 59: 30, 60: 60, 599: 60}
 	for _, code := range []int{100, 150} {
 		for attempt, wait := range wantWaits {
 			e := newEnv(t)
@@ -507,19 +529,27 @@ func TestHandleInvoiceFinal(t *testing.T) {
 	}
 	resultKey := resultPrefix + key + ".result.json"
 	upoKey := resultPrefix + key + ".upo.xml"
+	duplicateDetails := []string{"Duplikat faktury. Faktura o numerze KSeF: " + origKSeF + " została już prawidłowo przesłana do systemu w sesji: " + origSession}
+	duplicate := func(string, string) (*ksef.InvoiceStatus, error) {
+		return &ksef.InvoiceStatus{ReferenceNumber: invoiceRef, Status: ksef.Status{
+			Code: 440, Description: "Duplikat faktury", Details: duplicateDetails,
+			Extensions: map[string]string{"originalKsefNumber": origKSeF, "originalSessionReferenceNumber": origSession},
+		}}, nil
+	}
 
 	tests := []struct {
-		name      string
-		status    func(string, string) (*ksef.InvoiceStatus, error)
-		download  func(string) (*ksef.Document, error)
-		byNumber  func(string, string) (*ksef.Document, error)
-		putErr    error
-		want      flow.PollResult
-		wantErr   string
-		wantCode  int
-		wantCalls []string
-		wantPuts  []string
-		check     func(t *testing.T, e *env)
+		name       string
+		status     func(string, string) (*ksef.InvoiceStatus, error)
+		download   func(string) (*ksef.Document, error)
+		byNumber   func(string, string) (*ksef.Document, error)
+		putErr     error
+		want       flow.PollResult
+		wantErr    string
+		wantCode   int
+		wantReason string // the start of the error's reason message; KSeF's details with a 440
+		wantCalls  []string
+		wantPuts   []string
+		check      func(t *testing.T, e *env)
 	}{
 		{
 			name:   "200: UPO from the pre-signed link, then the result",
@@ -625,51 +655,80 @@ func TestHandleInvoiceFinal(t *testing.T) {
 			wantCalls: []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
 		},
 		{
-			name: "440: duplicate reconciled to the original KSeF number",
-			status: func(string, string) (*ksef.InvoiceStatus, error) {
-				return &ksef.InvoiceStatus{ReferenceNumber: invoiceRef, Status: ksef.Status{
-					Code: 440, Description: "Duplikat faktury",
-					Details:    []string{"Duplikat faktury. Faktura o numerze KSeF: " + origKSeF + " została już prawidłowo przesłana do systemu w sesji: " + origSession},
-					Extensions: map[string]string{"originalKsefNumber": origKSeF, "originalSessionReferenceNumber": origSession},
-				}}, nil
-			},
+			name:   "440 of the same content: reconciled to the original KSeF number",
+			status: duplicate,
 			byNumber: func(s, n string) (*ksef.Document, error) {
 				if s != origSession || n != origKSeF {
 					return nil, fmt.Errorf("UPO of %s in %s, want the original's", n, s)
 				}
-				return upoDoc(t), nil
+				return originalUPO(t, sampleHash), nil
 			},
 			want: flow.PollResult{Kind: "invoice", Outcome: "duplicate", StatusCode: 440, StatusDescription: "Duplikat faktury", Attempt: 4,
 				KSeFNumber: origKSeF, ResultKey: resultKey, UPOKey: upoKey},
 			wantCalls: []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
 			wantPuts:  []string{upoKey, resultKey},
 			check: func(t *testing.T, e *env) {
+				if upo := e.s3.object(t, upoKey); !bytes.Equal(upo.body, originalUPO(t, sampleHash).Content) || upo.contentType != "application/xml" {
+					t.Errorf("UPO object (%s) is not the original's UPO", upo.contentType)
+				}
 				var got struct {
-					Status, KSeFNumber, OriginalSessionReferenceNumber, QRCodeURL string
-					StatusCode                                                    int
-					UPO                                                           struct{ Key string }
+					Status, KSeFNumber, OriginalSessionReferenceNumber, QRCodeURL, InvoiceHash string
+					StatusCode                                                                 int
+					UPO                                                                        struct{ Key, Hash string }
 				}
 				if err := json.Unmarshal(e.s3.object(t, resultKey).body, &got); err != nil {
 					t.Fatal(err)
 				}
-				if got.Status != "duplicate" || got.KSeFNumber != origKSeF || got.OriginalSessionReferenceNumber != origSession ||
-					got.StatusCode != 440 || got.UPO.Key != upoKey || got.QRCodeURL != sampleQR {
+				if got.Status != "duplicate" || got.KSeFNumber != origKSeF || got.OriginalSessionReferenceNumber != origSession || got.InvoiceHash != sampleHash ||
+					got.StatusCode != 440 || got.UPO.Key != upoKey || got.UPO.Hash != originalUPO(t, sampleHash).Hash || got.QRCodeURL != sampleQR {
 					t.Errorf("duplicate result %+v", got)
 				}
 			},
 		},
 		{
-			name: "440 without the original's UPO: result without UPO",
-			status: func(string, string) (*ksef.InvoiceStatus, error) {
-				return &ksef.InvoiceStatus{Status: ksef.Status{Code: 440, Description: "Duplikat faktury",
-					Extensions: map[string]string{"originalKsefNumber": origKSeF, "originalSessionReferenceNumber": origSession}}}, nil
-			},
+			name:       "440 of other content: RejectedError, nothing written",
+			status:     duplicate,
+			byNumber:   func(string, string) (*ksef.Document, error) { return originalUPO(t, otherHash), nil },
+			wantErr:    "RejectedError",
+			wantCode:   440,
+			wantReason: "invoice number already used by KSeF number " + origKSeF + " for a different invoice",
+			wantCalls:  []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
+		},
+		{
+			name:   "440, the original's UPO not generated yet: pending, nothing written",
+			status: duplicate,
 			byNumber: func(string, string) (*ksef.Document, error) {
 				return nil, apiError("InvoiceUPOByKSeFNumber", 400, ksef.CodeUPONotFound)
 			},
-			want:      flow.PollResult{Kind: "invoice", Outcome: "duplicate", StatusCode: 440, StatusDescription: "Duplikat faktury", Attempt: 4, KSeFNumber: origKSeF, ResultKey: resultKey},
+			want:      flow.PollResult{Kind: "invoice", Outcome: "pending", StatusCode: 440, StatusDescription: "Duplikat faktury", Attempt: 4, WaitSeconds: 2},
 			wantCalls: []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
-			wantPuts:  []string{resultKey},
+		},
+		{
+			name:   "440, the original's UPO not available: RejectedError, not reconciled",
+			status: duplicate,
+			byNumber: func(string, string) (*ksef.Document, error) {
+				return nil, apiError("InvoiceUPOByKSeFNumber", 400, 21173)
+			},
+			wantErr:    "RejectedError",
+			wantCode:   440,
+			wantReason: "KSeF reported a duplicate of KSeF number " + origKSeF + " that could not be confirmed to be this invoice: the original's UPO is not available",
+			wantCalls:  []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
+		},
+		{
+			name:      "440, the original's UPO failing: RetryableError",
+			status:    duplicate,
+			byNumber:  func(string, string) (*ksef.Document, error) { return nil, apiError("InvoiceUPOByKSeFNumber", 503, 0) },
+			wantErr:   "RetryableError",
+			wantCode:  503,
+			wantCalls: []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
+		},
+		{
+			name:      "440, access token refused for the original's UPO: RetryableError",
+			status:    duplicate,
+			byNumber:  func(string, string) (*ksef.Document, error) { return nil, apiError("InvoiceUPOByKSeFNumber", 401, 0) },
+			wantErr:   "RetryableError",
+			wantCode:  401,
+			wantCalls: []string{"InvoiceStatus", "InvoiceUPOByKSeFNumber"},
 		},
 		{
 			name: "440 without the original KSeF number: RejectedError",
@@ -716,6 +775,9 @@ func TestHandleInvoiceFinal(t *testing.T) {
 				r := checkError(t, err, tt.wantErr, map[bool]string{true: "ksef", false: "poll"}[tt.wantErr == "RejectedError"], tt.wantCode)
 				if tt.wantCode == 450 && !slices.Equal(r.Details, []string{"Element P_13_1: wartość spoza zakresu.", "Element P_15: brak."}) {
 					t.Errorf("reason details %q, want KSeF's", r.Details)
+				}
+				if tt.wantReason != "" && (!strings.HasPrefix(r.Message, tt.wantReason) || !slices.Equal(r.Details, duplicateDetails)) {
+					t.Errorf("reason %+v,\nwant message %q... with KSeF's details", r, tt.wantReason)
 				}
 			} else {
 				if err != nil {

@@ -121,8 +121,8 @@ func TestHandleRecordsOutcome(t *testing.T) {
 			wantEvents: []string{"InvoiceAccepted/accepted"},
 		},
 		{
-			name: "440 reconciled to the original KSeF number", in: invoiceIn, status: duplicateStatus,
-			byNumber: func(string, string) (*ksef.Document, error) { return upoDoc(t), nil },
+			name: "440 of the same content reconciled to the original KSeF number", in: invoiceIn, status: duplicateStatus,
+			byNumber: func(string, string) (*ksef.Document, error) { return originalUPO(t, sampleHash), nil },
 			ledger:   &fakeLedger{}, events: &fakePublisher{},
 			want: func() ledger.Change {
 				c := sent(ledger.StatusAccepted)
@@ -271,5 +271,25 @@ func TestHandleRecordsNothingWhilePending(t *testing.T) {
 	}
 	if len(l.calls) != 0 || len(p.events) != 0 {
 		t.Errorf("ledger calls %v, events %v while pending; want none", l.calls, p.events)
+	}
+}
+
+// TestHandleRecordsNothingForAnotherInvoice: a 440 whose original is other content is neither
+// recorded nor announced as accepted; the state machine's RecordFailure records the rejection.
+func TestHandleRecordsNothingForAnotherInvoice(t *testing.T) {
+	e := newEnv(t)
+	l, p := &fakeLedger{}, &fakePublisher{}
+	e.h.ledger, e.h.events = l, p
+	e.ksef.invoiceStatus = func(string, string) (*ksef.InvoiceStatus, error) {
+		return &ksef.InvoiceStatus{ReferenceNumber: invoiceRef, Status: ksef.Status{Code: 440, Description: "Duplikat faktury",
+			Extensions: map[string]string{"originalKsefNumber": origKSeF, "originalSessionReferenceNumber": origSession}}}, nil
+	}
+	e.ksef.upoByNumber = func(string, string) (*ksef.Document, error) { return originalUPO(t, otherHash), nil }
+	in := flow.PollInput{Kind: flow.PollInvoice, NIP: nip, Invoice: flow.S3Object{Bucket: bucket, Key: key}, Submission: submission()}
+	if _, err := e.h.Handle(t.Context(), in); flow.ErrorType(err) != "RejectedError" {
+		t.Fatalf("Handle: %v, want a RejectedError", err)
+	}
+	if len(l.calls) != 0 || len(p.events) != 0 || len(e.s3.puts) != 0 {
+		t.Errorf("ledger calls %v, events %v, objects %v; want none", l.calls, p.events, e.s3.keys())
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ksef-serverless/ksef-serverless/pkg/ksef"
@@ -18,10 +20,19 @@ const (
 	maxDetailLength = 1000
 )
 
+// maxThrottleJitter bounds the random seconds added to KSeF's Retry-After (see ThrottleWait).
+const maxThrottleJitter = 60
+
 // Classify turns any error a handler meets into one of the named flow errors, so that the state
 // machine can retry, wait, re-authenticate or record the failure. Errors that already are flow
-// errors pass through. stage names the step ("challenge", "send", "poll").
+// errors pass through. stage names the step ("challenge", "send", "poll"). A 429 becomes a
+// RateLimitedError whose RetryAfterSeconds is ThrottleWait of KSeF's Retry-After.
 func Classify(stage string, err error) error {
+	return classify(stage, err, rand.IntN)
+}
+
+// classify is Classify with the random source of the throttle jitter as a parameter (tests).
+func classify(stage string, err error, intN func(n int) int) error {
 	if err == nil {
 		return nil
 	}
@@ -56,7 +67,7 @@ func Classify(stage string, err error) error {
 	case apiErr != nil:
 		switch {
 		case errors.Is(err, ksef.ErrRateLimited):
-			r.RetryAfterSeconds = WaitSeconds(apiErr.RetryAfter)
+			r.RetryAfterSeconds = ThrottleWait(apiErr.RetryAfter, intN)
 			return &RateLimitedError{Reason: r, Err: err}
 		case errors.Is(err, ksef.ErrUnauthorized), errors.Is(err, ksef.ErrForbidden):
 			return &AuthFailedError{Reason: r, Err: err}
@@ -81,6 +92,16 @@ func WaitSeconds(d interface{ Seconds() float64 }) int {
 		return 1
 	}
 	return s
+}
+
+// ThrottleWait is how long the state machine waits after KSeF answered 429: the Retry-After in
+// whole seconds (WaitSeconds), plus a random 0 to min(Retry-After, 60) seconds drawn with intN
+// (rand.IntN's contract: a number in [0, n)). KSeF turns away every request of a burst for one
+// NIP at once (invoiceSend allows 30 a minute and 180 an hour); without the jitter the
+// executions it turned away would all wake up in the same second and collide again.
+func ThrottleWait(retryAfter time.Duration, intN func(n int) int) int {
+	s := WaitSeconds(retryAfter)
+	return s + intN(min(s, maxThrottleJitter)+1)
 }
 
 func trimDetails(details []string) []string {

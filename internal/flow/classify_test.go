@@ -33,8 +33,9 @@ func TestClassify(t *testing.T) {
 		wantDetails []string
 		wantWait    int
 	}{
-		{"429 with Retry-After", fmt.Errorf("open online session: %w", rateLimited), "RateLimitedError", 429, nil, 3},
-		{"429 without Retry-After", apiError(429), "RateLimitedError", 429, nil, 1},
+		// The jitter drawn below is always its maximum: Retry-After rounded up, then doubled.
+		{"429 with Retry-After", fmt.Errorf("open online session: %w", rateLimited), "RateLimitedError", 429, nil, 6},
+		{"429 without Retry-After", apiError(429), "RateLimitedError", 429, nil, 2},
 		{"401", apiError(401), "AuthFailedError", 401, nil, 0},
 		{"403", apiError(403), "AuthFailedError", 403, nil, 0},
 		{"400 with exception details", apiError(400,
@@ -60,9 +61,10 @@ func TestClassify(t *testing.T) {
 		{"network", fmt.Errorf("post: %w", timeout), "RetryableError", 0, nil, 0},
 		{"anything else", errors.New("something odd"), "RetryableError", 0, nil, 0},
 	}
+	maxJitter := func(n int) int { return n - 1 }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := flow.Classify("send", tt.err)
+			got := flow.ClassifyWith("send", tt.err, maxJitter)
 			if et := flow.ErrorType(got); et != tt.wantType {
 				t.Fatalf("Classify(%v) errorType %q, want %q", tt.err, et, tt.wantType)
 			}
@@ -156,6 +158,9 @@ func TestAuthFailure(t *testing.T) {
 				t.Errorf("AuthFailure(%v) errorType %q, want %q", tt.err, et, tt.wantType)
 			}
 			r, _ := flow.ReasonOf(got)
+			if tt.wantType == "RateLimitedError" && (r.RetryAfterSeconds < 10 || r.RetryAfterSeconds > 20) {
+				t.Errorf("AuthFailure(%v) retryAfterSeconds %d, want Retry-After 10 s plus 0 to 10 s of jitter", tt.err, r.RetryAfterSeconds)
+			}
 			if r.Stage != "challenge" || !strings.HasPrefix(r.Message, "start KSeF authentication: ") {
 				t.Errorf("AuthFailure(%v) reason %+v, want stage challenge and the step in the message", tt.err, r)
 			}
@@ -163,6 +168,64 @@ func TestAuthFailure(t *testing.T) {
 				t.Errorf("AuthFailure(%v) does not wrap the original error", tt.err)
 			}
 		})
+	}
+}
+
+func TestThrottleWait(t *testing.T) {
+	tests := []struct {
+		retryAfter time.Duration
+		wantN      int // the draw: 0 to min(Retry-After, 60) s
+	}{
+		{0, 2},
+		{1500 * time.Millisecond, 3},
+		{8 * time.Second, 9},
+		{60 * time.Second, 61},
+		{61 * time.Second, 61},
+		{time.Hour, 61},
+	}
+	for _, tt := range tests {
+		base := flow.WaitSeconds(tt.retryAfter)
+		for _, draw := range []string{"lowest", "highest"} {
+			var gotN int
+			got := flow.ThrottleWait(tt.retryAfter, func(n int) int {
+				gotN = n
+				if draw == "lowest" {
+					return 0
+				}
+				return n - 1
+			})
+			want := base
+			if draw == "highest" {
+				want = base + tt.wantN - 1
+			}
+			if got != want || gotN != tt.wantN {
+				t.Errorf("ThrottleWait(%s) with the %s draw = %d drawing from [0, %d), want %d drawing from [0, %d)",
+					tt.retryAfter, draw, got, gotN, want, tt.wantN)
+			}
+		}
+	}
+}
+
+// TestClassifySpreadsThrottledExecutions checks, with the real random source, that executions
+// KSeF turned away together with one Retry-After come back spread over [Retry-After,
+// 2×Retry-After] (31 possible seconds here), not together.
+func TestClassifySpreadsThrottledExecutions(t *testing.T) {
+	limited := apiError(429)
+	limited.RetryAfter = 30 * time.Second
+	seen := map[int]bool{}
+	for range 500 {
+		var rl *flow.RateLimitedError
+		if !errors.As(flow.Classify("send", limited), &rl) {
+			t.Fatalf("Classify(429) is not a RateLimitedError")
+		}
+		if w := rl.RetryAfterSeconds; w < 30 || w > 60 {
+			t.Fatalf("retryAfterSeconds %d after Retry-After 30 s, want 30 to 60", w)
+		}
+		seen[rl.RetryAfterSeconds] = true
+	}
+	// Each of the 31 seconds is missed by 500 draws with probability (30/31)^500 < 1e-7.
+	if len(seen) < 25 {
+		t.Errorf("500 throttled executions wait only %d distinct times, want them spread over the 31 possible", len(seen))
 	}
 }
 

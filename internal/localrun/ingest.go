@@ -156,7 +156,9 @@ type Ingested struct {
 	Outcome *IngestOutcome
 	// Result is the outcome of the execution the upload started (nil if it started none).
 	Result *Result
-	// Notice is the JSON stored next to a duplicate upload (results/<key>.result.json).
+	// Notice is what results/<key>.result.json holds after the upload: the notice written next to
+	// a duplicate upload under another key, or the original's own result when the same bytes came
+	// back to the same key (no notice replaces a result).
 	Notice []byte
 }
 

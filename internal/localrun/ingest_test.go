@@ -174,7 +174,9 @@ func TestIngestEndToEnd(t *testing.T) {
 		t.Errorf("second delivery: %+v", out)
 	}
 
-	// The same bytes uploaded again (a new version): a duplicate upload, with a notice.
+	// The same bytes uploaded again to the same key (a new version): a duplicate upload, and
+	// the original's result stays where it is, unchanged.
+	before := in.Result.ResultJSON
 	again, err := st.Ingest(ctx, "2026/02/Faktura lutowa (1).xml", sampleInvoice(t, "FV/ING/1"))
 	if err != nil {
 		t.Fatal(err)
@@ -182,11 +184,23 @@ func TestIngestEndToEnd(t *testing.T) {
 	if again.Outcome.Action != "duplicate-upload" || again.Outcome.DuplicateOf != id || again.Result != nil {
 		t.Errorf("repeated upload: %+v", again.Outcome)
 	}
+	if !bytes.Equal(again.Notice, before) {
+		t.Errorf("the repeated upload changed the original's result:\n%s\nwant\n%s", again.Notice, before)
+	}
+
+	// The same bytes under another key: a duplicate upload, with a notice next to it.
+	copied, err := st.Ingest(ctx, "2026/02/Faktura lutowa (kopia).xml", sampleInvoice(t, "FV/ING/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied.Outcome.Action != "duplicate-upload" || copied.Outcome.DuplicateOf != id || copied.Result != nil {
+		t.Errorf("copy under another key: %+v", copied.Outcome)
+	}
 	var notice struct {
 		Status, DuplicateOf, KSeFNumber string
 	}
-	if err := json.Unmarshal(again.Notice, &notice); err != nil {
-		t.Fatalf("notice %s: %v", again.Notice, err)
+	if err := json.Unmarshal(copied.Notice, &notice); err != nil {
+		t.Fatalf("notice %s: %v", copied.Notice, err)
 	}
 	if notice.Status != "duplicate-upload" || notice.DuplicateOf != id || notice.KSeFNumber != ksefNumber {
 		t.Errorf("notice %+v", notice)

@@ -6,8 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -101,72 +101,78 @@ func TestRouterInvoke(t *testing.T) {
 	}
 }
 
+// TestRouterSerialisesPerInstance sends six invocations at once to a function with two
+// instances whose invocations block until released. It runs in a synctest bubble, over an
+// in-memory transport instead of the network, so that synctest.Wait is an exact barrier: it
+// returns once every invocation is either held by an instance or blocked in the router, and only
+// then are the invocations that reached an instance counted.
 func TestRouterSerialisesPerInstance(t *testing.T) {
-	// aws-lambda-rie crashes on a second concurrent invocation: the router must never send one.
-	var (
-		mu      sync.Mutex
-		running = map[string]int{}
-		overlap atomic.Bool
-	)
-	const n = 6
-	entered := make(chan struct{}, n)
-	release := make(chan struct{})
-	mk := func(name string) string {
-		return fakeRIE(t, func(string) (int, string) {
+	synctest.Test(t, func(t *testing.T) {
+		// aws-lambda-rie crashes on a second concurrent invocation: the router must never send one.
+		const n = 6
+		var (
+			mu      sync.Mutex
+			running = map[string]int{} // by instance
+			reached int
+			overlap bool
+		)
+		release := make(chan struct{})
+		instances := []string{"http://rie-a/2015-03-31/functions/function/invocations", "http://rie-b/2015-03-31/functions/function/invocations"}
+		r := NewRouter(map[string][]string{"poll": instances}, 5*time.Second)
+		r.client.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			mu.Lock()
-			running[name]++
-			if running[name] > 1 {
-				overlap.Store(true)
-			}
+			reached++
+			running[req.URL.Host]++
+			overlap = overlap || running[req.URL.Host] > 1
 			mu.Unlock()
-			entered <- struct{}{}
 			<-release
 			mu.Lock()
-			running[name]--
+			running[req.URL.Host]--
 			mu.Unlock()
-			return 200, `{}`
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
 		})
-	}
-	r := NewRouter(map[string][]string{"poll": {mk("a"), mk("b")}}, 5*time.Second)
-	srv := httptest.NewServer(r)
-	defer srv.Close()
 
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := http.Post(srv.URL+"/2015-03-31/functions/poll/invocations", "application/json", strings.NewReader(`{}`))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-		}()
-	}
-	// Both instances get busy; the other invocations queue in the router.
-	timeout := time.After(10 * time.Second)
-	for range 2 {
-		select {
-		case <-entered:
-		case <-timeout:
-			t.Fatal("the instances did not get two invocations")
+		var wg sync.WaitGroup
+		codes := make([]int, n)
+		for i := range n {
+			wg.Go(func() {
+				w := httptest.NewRecorder()
+				r.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/2015-03-31/functions/poll/invocations", strings.NewReader(`{}`)))
+				codes[i] = w.Code
+			})
 		}
-	}
-	select {
-	case <-entered:
-		t.Error("a third invocation reached an instance while both were busy")
-	default:
-	}
-	close(release)
-	wg.Wait()
-	if overlap.Load() {
-		t.Error("an instance got two invocations at once")
-	}
-	if s := r.Stats()["poll"]; s.Invocations != n {
-		t.Errorf("%d invocations counted, want %d", s.Invocations, n)
-	}
+		// Every goroutine blocked: both instances busy, the other invocations queued.
+		synctest.Wait()
+		mu.Lock()
+		busy := reached
+		mu.Unlock()
+		if busy != 2 {
+			t.Errorf("%d invocations reached the two instances before any finished, want 2 (the others queued in the router)", busy)
+		}
+
+		close(release)
+		wg.Wait()
+		if reached != n {
+			t.Errorf("%d invocations reached an instance after the release, want %d", reached, n)
+		}
+		if overlap {
+			t.Error("an instance got two invocations at once")
+		}
+		for i, c := range codes {
+			if c != http.StatusOK {
+				t.Errorf("invocation %d answered %d, want 200", i, c)
+			}
+		}
+		if s := r.Stats()["poll"]; s.Invocations != n {
+			t.Errorf("%d invocations counted, want %d", s.Invocations, n)
+		}
+	})
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func TestFunctionName(t *testing.T) {
 	tests := []struct{ in, name, qualifier string }{

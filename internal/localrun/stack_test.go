@@ -450,29 +450,43 @@ func TestStartRejectsBadOptions(t *testing.T) {
 
 // TestPipelineDefinitionThrottle checks the definition's 429 path as AWS runs it: the Catch of a
 // RateLimitedError gets Cause = the function's error payload ({"errorMessage": "<reason JSON>",
-// "errorType": ...}), and the ThrottleWait state must wait the reason's retryAfterSeconds.
+// "errorType": ...}), and the ThrottleWait state must wait the reason's retryAfterSeconds. When
+// KSeF keeps answering 429 the failure is recorded after 250 waits, or once a day has been spent
+// waiting, whichever comes first.
 func TestPipelineDefinitionThrottle(t *testing.T) {
-	st := startPipelineStack(t, map[string]string{
-		"TESTFN_FAIL":   "RateLimitedError",
-		"TESTFN_REASON": `{"stage":"challenge","message":"slow down","retryAfterSeconds":2}`,
-	})
-	res, err := st.SendInvoice(t.Context(), DefaultNIP, "a.xml", []byte("<Faktura/>"))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name       string
+		retryAfter int
+		wantWaits  int
+	}{
+		{"short waits: the count gives up", 2, 250},
+		{"long waits: the day gives up", 3600, 24},
 	}
-	e := res.Execution
-	var throttleWaits []WaitEntry
-	for _, w := range e.Waits {
-		if w.State == "ThrottleWait" {
-			throttleWaits = append(throttleWaits, w)
-		}
-	}
-	if len(throttleWaits) == 0 || throttleWaits[0].Seconds != 2 {
-		t.Fatalf("ThrottleWait waits %v, want 2 s each (status %s, %s: %s; states %v)", throttleWaits, e.Status, e.Error, e.Cause, e.States)
-	}
-	// KSeF keeps answering 429: after 20 throttled attempts the failure is recorded.
-	if e.Status != StatusFailed || e.Error != "RateLimitedError" || len(throttleWaits) != 20 {
-		t.Errorf("status %s error %q after %d throttle waits, want FAILED RateLimitedError after 20", e.Status, e.Error, len(throttleWaits))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reason, err := json.Marshal(map[string]any{"stage": "challenge", "message": "slow down", "retryAfterSeconds": tt.retryAfter})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := startPipelineStack(t, map[string]string{"TESTFN_FAIL": "RateLimitedError", "TESTFN_REASON": string(reason)})
+			res, err := st.SendInvoice(t.Context(), DefaultNIP, "a.xml", []byte("<Faktura/>"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := res.Execution
+			var throttleWaits []WaitEntry
+			for _, w := range e.Waits {
+				if w.State == "ThrottleWait" {
+					throttleWaits = append(throttleWaits, w)
+				}
+			}
+			if len(throttleWaits) == 0 || throttleWaits[0].Seconds != tt.retryAfter {
+				t.Fatalf("ThrottleWait waits %v, want %d s each (status %s, %s: %s; states %v)", throttleWaits, tt.retryAfter, e.Status, e.Error, e.Cause, e.States)
+			}
+			if e.Status != StatusFailed || e.Error != "RateLimitedError" || len(throttleWaits) != tt.wantWaits {
+				t.Errorf("status %s error %q after %d throttle waits, want FAILED RateLimitedError after %d", e.Status, e.Error, len(throttleWaits), tt.wantWaits)
+			}
+		})
 	}
 }
 

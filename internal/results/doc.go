@@ -10,6 +10,11 @@
 // too. A duplicate upload (the same content taken in before) gets a DuplicateNotice in place of
 // a result. The invoice itself is never moved or changed.
 //
+// A 440 from KSeF (an invoice with this seller, type and number is already there) is
+// reconciled to the original only when ConfirmDuplicate finds, in the original's UPO, the
+// original listed with this invoice's hash; an invoice number reused for other content, or a
+// duplicate that cannot be checked, is a rejection.
+//
 // # Use
 //
 //	st := results.NewStore(s3Client, bucket, "results/")
@@ -20,4 +25,7 @@
 //	res.UPO = &results.UPO{Key: upoKey, Hash: upo.Hash}
 //	res.QRCodeURL = results.VerificationURL(client.QRBaseURL(), nip, sub)
 //	err = st.PutJSON(ctx, st.Key(obj, results.ResultSuffix), res)
+//
+//	// On a 440: the original's UPO, or a *flow.RejectedError.
+//	orig, err := results.ConfirmDuplicate(ctx, client, status, sub.InvoiceHash)
 package results

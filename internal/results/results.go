@@ -26,7 +26,7 @@ const (
 // Statuses of a Result.
 const (
 	StatusAccepted  = "accepted"  // KSeF assigned a KSeF number
-	StatusDuplicate = "duplicate" // KSeF already held the invoice (440): the original's KSeF number
+	StatusDuplicate = "duplicate" // KSeF already held this very invoice (440, same content): the original's KSeF number
 )
 
 // Result is the JSON document stored next to an accepted (or reconciled) invoice.

@@ -98,10 +98,16 @@ func ParseCredentials(data []byte) (*Credentials, error) {
 // Validate checks the credentials and returns a *CredentialsError naming the first bad field:
 // the NIP's format (and, for prod, its check digit), the environment, the base URL, the
 // authentication method and what that method needs: a KSeF token, or a certificate and its
-// private key that ksef.ParsePEM accepts (RSA or ECDSA, unencrypted, matching).
+// private key that ksef.ParsePEM accepts (RSA or ECDSA, unencrypted, matching). A secret that
+// names the NIP and nothing to log in with (as the stack creates it, {"nip": ...}) is reported
+// as such, without a field.
 func (c *Credentials) Validate() error {
 	if err := checkNIPFormat(c.NIP); err != nil {
 		return &CredentialsError{Field: "nip", Reason: err.Error()}
+	}
+	if c.AuthMethod == "" && c.KSeFToken == "" && c.CertificatePEM == "" && c.PrivateKeyPEM == "" {
+		return &CredentialsError{Reason: "the secret holds no KSeF token or certificate yet, only the NIP: " +
+			"store credentials in it with ksef secrets put, ksef token generate or ksef cert enroll"}
 	}
 	if _, err := ksef.ParseEnvironment(string(c.Environment)); err != nil {
 		return &CredentialsError{Field: "environment", Reason: fmt.Sprintf("unknown environment %q (want test, demo or prod)", clip(string(c.Environment)))}

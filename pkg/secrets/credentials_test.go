@@ -92,6 +92,8 @@ func TestParseCredentials(t *testing.T) {
 		{name: "baseUrl ftp", doc: credsJSON(t, token(map[string]any{"baseUrl": "ftp://example.com/v2"})), wantField: "baseUrl"},
 		{name: "baseUrl with user info", doc: credsJSON(t, token(map[string]any{"baseUrl": "https://user:SECRETpw@example.com/v2"})), wantField: "baseUrl"},
 		{name: "missing authMethod", doc: credsJSON(t, token(map[string]any{"authMethod": nil})), wantField: "authMethod", wantIn: "missing"},
+		{name: "only the NIP, as the stack creates it", doc: []byte(`{"nip":"` + testNIP + `"}`), wantIn: "holds no KSeF token or certificate yet, only the NIP: store credentials in it with ksef secrets put"},
+		{name: "nothing to log in with", doc: credsJSON(t, token(map[string]any{"authMethod": nil, "ksefToken": nil})), wantIn: "holds no KSeF token or certificate yet"},
 		{name: "unknown authMethod", doc: credsJSON(t, token(map[string]any{"authMethod": "password"})), wantField: "authMethod", wantIn: `"password"`},
 		{name: "token method without token", doc: credsJSON(t, token(map[string]any{"ksefToken": nil})), wantField: "ksefToken", wantIn: "required"},
 		{name: "token method with empty token", doc: credsJSON(t, token(map[string]any{"ksefToken": ""})), wantField: "ksefToken"},
@@ -203,6 +205,13 @@ func TestStoreCredentials(t *testing.T) {
 	var ce *CredentialsError
 	if !errors.As(err, &ce) || ce.Field != "nip" || !strings.Contains(err.Error(), "want "+testNIP) {
 		t.Errorf("secret of another NIP: err = %v, want a nip CredentialsError", err)
+	}
+
+	c.Advance(time.Minute)
+	sm.Set(name, `{"nip":"`+testNIP+`"}`) // as template.yaml creates it
+	_, err = s.Credentials(ctx, testNIP)
+	if !errors.As(err, &ce) || ce.Field != "" || !strings.Contains(err.Error(), "read credentials of "+testNIP+" from "+name+": invalid credentials: the secret holds no KSeF token or certificate yet") {
+		t.Errorf("secret holding only the NIP: err = %v, want it to say that credentials are still to be stored", err)
 	}
 
 	sm.SetBinary(name, []byte("x"))
