@@ -150,8 +150,22 @@ func awsOperation(r *http.Request) string {
 	return "S3." + r.Method + " " + kind
 }
 
-// startMoto starts moto_server on a free port and waits until it answers.
+// startMoto starts moto_server on a free port and waits until it answers, on fresh ports again
+// if it exits first.
 func startMoto(ctx context.Context, bin, logDir string, timeout time.Duration) (*process, string, error) {
+	var err error
+	for attempt := 1; attempt <= portAttempts; attempt++ {
+		var p *process
+		var endpoint string
+		p, endpoint, err = startMotoOnce(ctx, bin, logDir, timeout)
+		if err == nil || ctx.Err() != nil {
+			return p, endpoint, err
+		}
+	}
+	return nil, "", err
+}
+
+func startMotoOnce(ctx context.Context, bin, logDir string, timeout time.Duration) (*process, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err

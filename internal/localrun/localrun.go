@@ -412,7 +412,23 @@ func (s *Stack) functionEnv(name string) []string {
 }
 
 // startFunction starts one aws-lambda-rie instance of a function and returns its invocation URL.
+// An instance that exits before it is ready (its port was taken meanwhile) is started again on
+// fresh ports.
 func (s *Stack) startFunction(ctx context.Context, name string, i int, logDir string) (string, *process, error) {
+	var err error
+	for attempt := 1; attempt <= portAttempts; attempt++ {
+		var url string
+		var p *process
+		url, p, err = s.startFunctionOnce(ctx, name, i, logDir)
+		if err == nil || p == nil || !p.exited() {
+			return url, p, err
+		}
+		p.stop(time.Second)
+	}
+	return "", nil, err
+}
+
+func (s *Stack) startFunctionOnce(ctx context.Context, name string, i int, logDir string) (string, *process, error) {
 	apiPort, err := freePort()
 	if err != nil {
 		return "", nil, err

@@ -174,6 +174,11 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// portAttempts is how often a process is started on a fresh port when it exits before it is
+// ready: a port that freePort found free can be taken by another process (go test runs packages
+// in parallel, each with its own stack) before this one binds it.
+const portAttempts = 3
+
 // freePort asks the kernel for a free TCP port on 127.0.0.1. The port is released before the
 // caller's program binds it; the window is small and ports are not reused immediately.
 func freePort() (int, error) {
