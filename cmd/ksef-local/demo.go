@@ -64,10 +64,19 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("logs kept", "runDir", st.RunDir())
 	}()
 
-	log.InfoContext(ctx, "sending invoice", "invoice", name, "nip", c.nip, "bytes", len(body))
-	res, err := st.SendInvoice(ctx, c.nip, name, body)
+	// The S3 entry point, as on AWS: upload under the inbox, S3's "Object Created" event to the
+	// ingest function, which records the invoice in the ledger and starts the execution.
+	log.InfoContext(ctx, "uploading invoice", "invoice", name, "nip", c.nip, "bytes", len(body))
+	in, err := st.Ingest(ctx, name, body)
 	if err != nil {
 		return err
+	}
+	log.InfoContext(ctx, "upload taken in", "action", in.Outcome.Action, "invoiceId", in.Outcome.InvoiceID)
+	res := in.Result
+	if res == nil {
+		fmt.Fprintf(stdout, "Invoice %s was NOT taken in (%s)\n", name, in.Outcome.Action)
+		fmt.Fprintf(stdout, "Reason: %s\n", in.Outcome.Reason)
+		return errRejected
 	}
 	e := res.Execution
 	log.InfoContext(ctx, "execution finished", "status", e.Status, "duration", e.Duration().Round(time.Millisecond),

@@ -140,7 +140,7 @@ func (c *common) invoiceBytes() ([]byte, string, error) {
 
 // functions are the invoice state machine's functions; batchFunctions those of the batch runs.
 var (
-	functions      = []string{localrun.FunctionChallenge, localrun.FunctionSend, localrun.FunctionPoll}
+	functions      = []string{localrun.FunctionChallenge, localrun.FunctionSend, localrun.FunctionPoll, localrun.FunctionIngest}
 	batchFunctions = []string{localrun.FunctionChallenge, localrun.FunctionPoll, localrun.FunctionBatch}
 )
 
