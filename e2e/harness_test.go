@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -25,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/localrun"
+	"github.com/ksef-serverless/ksef-serverless/internal/localrun/localruntest"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
 )
@@ -105,32 +105,8 @@ func TestMain(m *testing.M) {
 // those `make build-local` left in KSEF_LOCAL_BIN, or are built once into a temporary directory.
 func requireStack(t *testing.T) tools {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping the end-to-end run in -short mode")
-	}
-	root, err := localrun.FindModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, rie := localruntest.RequireTools(t)
 	bin := os.Getenv("KSEF_LOCAL_BIN")
-	var missing []error
-	if _, err := localrun.FindNode(filepath.Join(root, "local")); err != nil {
-		missing = append(missing, err)
-	}
-	rie, err := localrun.FindRIE(t.Context(), bin, filepath.Join(root, "bin"))
-	if err != nil {
-		missing = append(missing, err)
-	}
-	if _, err := localrun.FindMoto(); err != nil {
-		missing = append(missing, err)
-	}
-	if len(missing) > 0 {
-		err := errors.Join(missing...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but the local stack cannot run: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
 
 	tl := tools{root: root, rie: rie, functions: map[string]string{}}
 	if bin == "" {

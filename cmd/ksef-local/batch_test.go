@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ksef-serverless/ksef-serverless/internal/localrun/localruntest"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 )
 
@@ -17,7 +18,7 @@ var ksefNumberLine = regexp.MustCompile(`(?m)^(\S+): KSeF number 9999999999-\d{8
 // batch state machine runs once as the schedule starts it, and every invoice's outcome is
 // printed, the UPOs copied.
 func TestDemoBatchEndToEnd(t *testing.T) {
-	root := requireStack(t)
+	root, _ := localruntest.RequireTools(t)
 	bin := binArgs(t)
 
 	t.Run("official samples", func(t *testing.T) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,39 +10,9 @@ import (
 	"testing"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/localrun"
+	"github.com/ksef-serverless/ksef-serverless/internal/localrun/localruntest"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 )
-
-// requireStack skips (or, with CI set, fails) when a tool of the local stack is missing, and
-// returns the module root.
-func requireStack(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping the end-to-end run in -short mode")
-	}
-	root, err := localrun.FindModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var missing []error
-	if _, err := localrun.FindNode(filepath.Join(root, "local")); err != nil {
-		missing = append(missing, err)
-	}
-	if _, err := localrun.FindRIE(t.Context(), os.Getenv("KSEF_LOCAL_BIN"), filepath.Join(root, "bin")); err != nil {
-		missing = append(missing, err)
-	}
-	if _, err := localrun.FindMoto(); err != nil {
-		missing = append(missing, err)
-	}
-	if len(missing) > 0 {
-		err := errors.Join(missing...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but the local stack cannot run: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	return root
-}
 
 // binArgs returns the --bin flags: the binaries `make build-local` made (KSEF_LOCAL_BIN), or a
 // fresh build into a temporary directory.
@@ -56,7 +25,7 @@ func binArgs(t *testing.T) []string {
 }
 
 func TestDemoEndToEnd(t *testing.T) {
-	root := requireStack(t)
+	root, _ := localruntest.RequireTools(t)
 	bin := binArgs(t)
 	for _, auth := range []string{localrun.AuthToken, localrun.AuthXAdES} {
 		t.Run(auth, func(t *testing.T) {
@@ -87,7 +56,7 @@ func TestDemoEndToEnd(t *testing.T) {
 }
 
 func TestDemoRejection(t *testing.T) {
-	root := requireStack(t)
+	root, _ := localruntest.RequireTools(t)
 	dir := t.TempDir()
 	// The sample with its issue date a year ahead: KSeF (and the send function before it)
 	// refuses an invoice dated after today.
@@ -112,7 +81,7 @@ func TestDemoRejection(t *testing.T) {
 }
 
 func TestBenchEndToEnd(t *testing.T) {
-	root := requireStack(t)
+	root, _ := localruntest.RequireTools(t)
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	args := append([]string{"bench", "--root", root, "--run-dir", filepath.Join(dir, "run"),

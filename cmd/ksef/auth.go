@@ -378,6 +378,16 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// writeJSONLines writes each row as one line of JSON.
+func writeJSONLines[T any](w io.Writer, rows []T) error {
+	for _, r := range rows {
+		if err := writeJSON(w, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func signRequestUsage(fs *flag.FlagSet) func(io.Writer) {
 	return func(w io.Writer) {
 		fmt.Fprint(w, `Usage: ksef auth sign-request --nip NIP --out FILE (--cert FILE --key FILE | --p12 FILE)

@@ -309,21 +309,16 @@ func runCertEnroll(ctx context.Context, x *cli, args []string) error {
 		if *noStore {
 			return nil
 		}
-		// Store even after --timeout or Ctrl-C: the key exists nowhere else.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		err = store.save(ctx, credentialUpdate{env: l.api.env, baseURL: l.api.baseURL, apply: func(c *secrets.Credentials) {
+		var revoke func(context.Context) error // none with an --out copy of the key
+		if *out == "" {
+			revoke = func(ctx context.Context) error {
+				return s.client.RevokeCertificate(ctx, serial, ksef.RevocationUnspecified)
+			}
+		}
+		return store.saveNew(ctx, credentialUpdate{env: l.api.env, baseURL: l.api.baseURL, apply: func(c *secrets.Credentials) {
 			c.AuthMethod = secrets.AuthXAdES
 			c.CertificatePEM, c.PrivateKeyPEM = string(certPEM), ksef.Secret(keyPEM)
-		}})
-		if err != nil && *out == "" {
-			// Nobody has the key now: revoke the certificate rather than leave it active.
-			if rerr := s.client.RevokeCertificate(ctx, serial, ksef.RevocationUnspecified); rerr != nil {
-				return fmt.Errorf("%w; revoking the unstored certificate %s failed too: %w", err, serial, rerr)
-			}
-			return fmt.Errorf("%w (certificate %s revoked again)", err, serial)
-		}
-		return err
+		}}, "certificate "+serial, revoke)
 	})
 }
 
@@ -371,14 +366,8 @@ func (s *session) enroll(ctx context.Context, req ksef.EnrollmentRequest, keyTyp
 		if err != nil {
 			return false, "", fmt.Errorf("status of enrollment %s: %w", ref, err)
 		}
-		switch {
-		case st.Status.Code == 200:
-			serial = st.CertificateSerialNumber
-			return true, "", nil
-		case st.Status.Code >= 300:
-			return false, "", fmt.Errorf("enrollment %s failed: %s", ref, describeStatus(st.Status))
-		}
-		return false, describeStatus(st.Status), nil
+		serial = st.CertificateSerialNumber
+		return operationDone("enrollment "+ref, st.Status)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -506,12 +495,7 @@ func runCertList(ctx context.Context, x *cli, args []string) error {
 			}
 		}
 		if *jsonOut {
-			for _, r := range rows {
-				if err := writeJSON(x.stdout, r); err != nil {
-					return err
-				}
-			}
-			return nil
+			return writeJSONLines(x.stdout, rows)
 		}
 		if len(rows) == 0 {
 			fmt.Fprintln(x.stdout, "No certificates.")

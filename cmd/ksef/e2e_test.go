@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/ksef-serverless/ksef-serverless/internal/localrun"
+	"github.com/ksef-serverless/ksef-serverless/internal/localrun/localruntest"
 	"github.com/ksef-serverless/ksef-serverless/internal/motoserver"
 	"github.com/ksef-serverless/ksef-serverless/internal/official"
 	"github.com/ksef-serverless/ksef-serverless/pkg/secrets"
@@ -24,32 +24,8 @@ import (
 // the binaries `make build-local` made when KSEF_LOCAL_BIN names them, else builds them.
 func startStack(t *testing.T) *localrun.Stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping the end-to-end run in -short mode")
-	}
-	root, err := localrun.FindModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, rie := localruntest.RequireTools(t)
 	bin := os.Getenv("KSEF_LOCAL_BIN")
-	var missing []error
-	if _, err := localrun.FindNode(filepath.Join(root, "local")); err != nil {
-		missing = append(missing, err)
-	}
-	rie, err := localrun.FindRIE(t.Context(), bin, filepath.Join(root, "bin"))
-	if err != nil {
-		missing = append(missing, err)
-	}
-	if _, err := localrun.FindMoto(); err != nil {
-		missing = append(missing, err)
-	}
-	if len(missing) > 0 {
-		err := errors.Join(missing...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but the local stack cannot run: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
 	functions := []string{localrun.FunctionChallenge, localrun.FunctionSend, localrun.FunctionPoll}
 	opts := localrun.Options{
 		Functions:    map[string]string{},

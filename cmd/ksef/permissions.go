@@ -202,14 +202,20 @@ func (s *session) waitPermissionOperation(ctx context.Context, ref string) error
 		if err != nil {
 			return false, "", fmt.Errorf("status of operation %s: %w", ref, err)
 		}
-		switch {
-		case st.Status.Code == 200:
-			return true, "", nil
-		case st.Status.Code >= 300:
-			return false, "", fmt.Errorf("operation %s failed: %s", ref, describeStatus(st.Status))
-		}
-		return false, describeStatus(st.Status), nil
+		return operationDone("operation "+ref, st.Status)
 	})
+}
+
+// operationDone reads the status of a KSeF operation (what names it) the way s.poll wants it:
+// done for 200, an error with KSeF's status for 300 and above, else still in progress.
+func operationDone(what string, st ksef.Status) (done bool, status string, err error) {
+	switch {
+	case st.Code == 200:
+		return true, "", nil
+	case st.Code >= 300:
+		return false, "", fmt.Errorf("%s failed: %s", what, describeStatus(st))
+	}
+	return false, describeStatus(st), nil
 }
 
 func listPermissionsUsage(fs *flag.FlagSet) func(io.Writer) {
@@ -315,12 +321,7 @@ func runPermissionsList(ctx context.Context, x *cli, args []string) error {
 			}
 		}
 		if *jsonOut {
-			for _, r := range rows {
-				if err := writeJSON(x.stdout, r); err != nil {
-					return err
-				}
-			}
-			return nil
+			return writeJSONLines(x.stdout, rows)
 		}
 		if len(rows) == 0 {
 			fmt.Fprintln(x.stdout, "No permissions.")

@@ -239,6 +239,23 @@ func (s *credStore) save(ctx context.Context, u credentialUpdate) error {
 	return nil
 }
 
+// saveNew saves a new credential that exists nowhere else (a KSeF token just generated, a key
+// and its certificate just enrolled): it saves even after --timeout or Ctrl-C, and if saving
+// fails it calls revoke, unless nil (a copy exists elsewhere), rather than leave a live
+// credential nobody holds. what names the credential in the error ("token REF").
+func (s *credStore) saveNew(ctx context.Context, u credentialUpdate, what string, revoke func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	err := s.save(ctx, u)
+	if err == nil || revoke == nil {
+		return err
+	}
+	if rerr := revoke(ctx); rerr != nil {
+		return fmt.Errorf("%w; revoking the unstored %s failed too: %w", err, what, rerr)
+	}
+	return fmt.Errorf("%w (%s revoked again)", err, what)
+}
+
 // versionToken derives the ClientRequestToken (and so the VersionId) of the version that
 // follows prev in secret name: a UUID-shaped string (version 8, RFC 9562) made of the first 16
 // bytes of SHA-256 over a fixed label, the name and prev, so that two writers that read the

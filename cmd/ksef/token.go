@@ -103,21 +103,10 @@ func runTokenGenerate(ctx context.Context, x *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(x.stdout, "KSeF token %s, permissions %s, context NIP %s\n", ref, perms, l.nip)
-		// Store even after --timeout or Ctrl-C: this is the only copy of the token.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		err = store.save(ctx, credentialUpdate{env: l.api.env, baseURL: l.api.baseURL, apply: func(c *secrets.Credentials) {
+		return store.saveNew(ctx, credentialUpdate{env: l.api.env, baseURL: l.api.baseURL, apply: func(c *secrets.Credentials) {
 			c.AuthMethod = secrets.AuthToken
 			c.KSeFToken = gen.Token
-		}})
-		if err != nil {
-			// Nobody has the token now: revoke it rather than leave a live credential behind.
-			if rerr := s.client.RevokeToken(ctx, ref); rerr != nil {
-				return fmt.Errorf("%w; revoking the unstored token %s failed too: %w", err, ref, rerr)
-			}
-			return fmt.Errorf("%w (token %s revoked again)", err, ref)
-		}
-		return nil
+		}}, "token "+ref, func(ctx context.Context) error { return s.client.RevokeToken(ctx, ref) })
 	})
 }
 
@@ -285,12 +274,7 @@ func runTokenList(ctx context.Context, x *cli, args []string) error {
 			opts.ContinuationToken = page.ContinuationToken
 		}
 		if *jsonOut {
-			for _, r := range rows {
-				if err := writeJSON(x.stdout, r); err != nil {
-					return err
-				}
-			}
-			return nil
+			return writeJSONLines(x.stdout, rows)
 		}
 		if len(rows) == 0 {
 			fmt.Fprintln(x.stdout, "No tokens.")

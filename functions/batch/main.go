@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -18,17 +16,13 @@ import (
 const uploadTimeout = 5 * time.Minute
 
 func main() {
-	log := lambdaenv.NewLogger()
-	cfg, err := loadConfig(os.Getenv)
-	if err != nil {
-		log.Error("bad configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	env, err := lambdaenv.New(context.Background(), cfg.Config, log)
-	if err != nil {
-		log.Error("cannot start", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
+	var cfg config // the batch settings besides env.Config
+	env := lambdaenv.Setup(func(getenv func(string) string) (lambdaenv.Config, error) {
+		var err error
+		cfg, err = loadConfig(getenv)
+		return cfg.Config, err
+	})
+	log := env.Log
 	pool := lambdaenv.NewClientPool(cfg.Config, env.Secrets, log, &http.Client{Timeout: uploadTimeout})
 	h := &handler{
 		objects: env.S3,

@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -17,24 +15,14 @@ import (
 )
 
 func main() {
-	log := lambdaenv.NewLogger()
-	cfg, err := lambdaenv.LoadConfig(os.Getenv)
-	if err != nil {
-		log.Error("bad configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	env, err := lambdaenv.New(context.Background(), cfg, log)
-	if err != nil {
-		log.Error("cannot start", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
+	env := lambdaenv.Setup(lambdaenv.LoadConfig)
 	h := &handler{
 		store: env.Secrets,
 		clients: func(ctx context.Context, nip string) (authClient, *secrets.Credentials, error) {
 			return env.KSeF.Client(ctx, nip)
 		},
 		now: time.Now,
-		log: log,
+		log: env.Log,
 	}
 	lambda.Start(h.Handle)
 }

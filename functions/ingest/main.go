@@ -5,10 +5,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -17,20 +14,8 @@ import (
 )
 
 func main() {
-	log := lambdaenv.NewLogger()
-	cfg, err := lambdaenv.LoadConfig(os.Getenv)
-	if err == nil && (cfg.LedgerTable == "" || cfg.StateMachineARN == "" || cfg.NIP == "") {
-		err = errMissing
-	}
-	if err != nil {
-		log.Error("bad configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	env, err := lambdaenv.New(context.Background(), cfg, log)
-	if err != nil {
-		log.Error("cannot start", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
+	env := lambdaenv.Setup(loadConfig)
+	cfg := env.Config
 	h := &handler{
 		objects:         env.S3,
 		ledger:          env.Ledger,
@@ -41,12 +26,21 @@ func main() {
 		nip:             cfg.NIP,
 		stateMachineARN: cfg.StateMachineARN,
 		now:             time.Now,
-		log:             log,
+		log:             env.Log,
 	}
 	if env.Events != nil {
 		h.events = env.Events
 	}
 	lambda.Start(h.Handle)
+}
+
+// loadConfig is lambdaenv.LoadConfig with the settings the ingest function cannot do without.
+func loadConfig(getenv func(string) string) (lambdaenv.Config, error) {
+	cfg, err := lambdaenv.LoadConfig(getenv)
+	if err == nil && (cfg.LedgerTable == "" || cfg.StateMachineARN == "" || cfg.NIP == "") {
+		err = errMissing
+	}
+	return cfg, err
 }
 
 // errMissing: the S3 entry point's guarantees (one execution per object version and per

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -14,17 +12,8 @@ import (
 )
 
 func main() {
-	log := lambdaenv.NewLogger()
-	cfg, err := lambdaenv.LoadConfig(os.Getenv)
-	if err != nil {
-		log.Error("bad configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	env, err := lambdaenv.New(context.Background(), cfg, log)
-	if err != nil {
-		log.Error("cannot start", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
+	env := lambdaenv.Setup(lambdaenv.LoadConfig)
+	cfg, log := env.Config, env.Log
 	h := &handler{
 		objects: env.S3,
 		store:   env.Secrets,

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -190,14 +189,7 @@ func TestSecretNames(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	// Keep the AWS configuration loader off this machine's files and the network: it only reads
-	// the environment and builds clients, which call nothing until used.
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_REGION", "eu-central-1")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_PROFILE", "")
+	lambdaenv.IsolateAWS(t, "")
 	for _, pathStyle := range []bool{false, true} {
 		cfg := lambdaenv.Config{Environment: ksef.Test, CredentialsSecret: "c", StateSecret: "s", Bucket: "b", ResultPrefix: "results/", S3PathStyle: pathStyle}
 		env, err := lambdaenv.New(t.Context(), cfg, slog.New(slog.DiscardHandler))

@@ -136,44 +136,19 @@ func (e *Emulator) handleOpenBatch(q *request) {
 		q.failWith(aerr)
 		return
 	}
-	var form *supportedForm
-	for i := range supportedForms {
-		if supportedForms[i].code == *req.FormCode {
-			form = &supportedForms[i]
-		}
-	}
+	form := q.supportedForm(*req.FormCode)
 	if form == nil {
-		q.fail(codeValidation, "Wskazany kod formularza nie jest wspierany.")
 		return
 	}
-	keyID := ""
-	if req.Encryption.PublicKeyID != nil {
-		keyID = *req.Encryption.PublicKeyID
-	}
-	keys, ok := e.candidateKeys(usageSymmetric, keyID)
-	if !ok {
-		q.fail(codeUnknownKey, fmt.Sprintf("Klucz o identyfikatorze %s nie jest wspierany.", keyID))
-		return
-	}
-	key, decrypted := decryptOAEP(keys, *req.Encryption.EncryptedSymmetricKey)
-	s := &session{
+	s := e.startSession(q, &session{
 		ref:        newReferenceNumber(q.now, refBatch),
-		context:    q.context(),
 		form:       *form,
-		created:    q.now,
 		validUntil: q.now.Add(time.Duration(len(b.parts)) * BatchPartUploadWindow),
-		keyFailed:  !decrypted || len(key) != 32,
-		key:        key,
-		iv:         *req.Encryption.InitializationVector,
 		batch:      b,
+	}, req.Encryption)
+	if s == nil {
+		return
 	}
-	e.mu.Lock()
-	if a := e.st.auths[q.claims.AuthRef]; a != nil {
-		s.tokenRef, s.docHash = a.tokenRef, a.docHash
-	}
-	e.st.sessions[s.ref] = s
-	e.st.sessionList = append(e.st.sessionList, s)
-	e.mu.Unlock()
 	resp := openBatchResponse{ReferenceNumber: s.ref}
 	for i := range b.parts {
 		resp.PartUploadRequests = append(resp.PartUploadRequests, partUploadRequest{

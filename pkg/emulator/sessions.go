@@ -184,48 +184,62 @@ func (e *Emulator) handleOpenOnline(q *request) {
 		q.fail(codeValidation, "Pola 'formCode' i 'encryption' (encryptedSymmetricKey, initializationVector) są wymagane.")
 		return
 	}
-	var form *supportedForm
-	for i := range supportedForms {
-		if supportedForms[i].code == *req.FormCode {
-			form = &supportedForms[i]
-		}
-	}
+	form := q.supportedForm(*req.FormCode)
 	if form == nil {
-		q.fail(codeValidation, "Wskazany kod formularza nie jest wspierany.")
 		return
 	}
 	if len(*req.Encryption.InitializationVector) != aes.BlockSize {
 		q.fail(codeValidation, "Wektor inicjalizujący musi mieć długość 16 bajtów.")
 		return
 	}
+	s := e.startSession(q, &session{
+		ref:        newReferenceNumber(q.now, refOnline),
+		form:       *form,
+		validUntil: q.now.Add(e.cfg.OnlineSessionTTL),
+	}, req.Encryption)
+	if s == nil {
+		return
+	}
+	q.json(http.StatusCreated, openOnlineResponse{ReferenceNumber: s.ref, ValidUntil: apiTime(s.validUntil)})
+}
+
+// supportedForm returns the form with the given code, or answers 21405 and returns nil when the
+// emulator does not support it.
+func (q *request) supportedForm(code formCode) *supportedForm {
+	for i := range supportedForms {
+		if supportedForms[i].code == code {
+			return &supportedForms[i]
+		}
+	}
+	q.fail(codeValidation, "Wskazany kod formularza nie jest wspierany.")
+	return nil
+}
+
+// startSession completes s (its reference number, form, validity and, for a batch session, its
+// batch set by the caller) as a session of the caller's context opened now, with the AES key
+// and IV of enc, and registers it; keyFailed records a key that does not decrypt to 32 bytes.
+// A publicKeyId the emulator does not know answers 21470 and returns nil.
+func (e *Emulator) startSession(q *request, s *session, enc *encryptionJSON) *session {
 	keyID := ""
-	if req.Encryption.PublicKeyID != nil {
-		keyID = *req.Encryption.PublicKeyID
+	if enc.PublicKeyID != nil {
+		keyID = *enc.PublicKeyID
 	}
 	keys, ok := e.candidateKeys(usageSymmetric, keyID)
 	if !ok {
 		q.fail(codeUnknownKey, fmt.Sprintf("Klucz o identyfikatorze %s nie jest wspierany.", keyID))
-		return
+		return nil
 	}
-	key, decrypted := decryptOAEP(keys, *req.Encryption.EncryptedSymmetricKey)
-	s := &session{
-		ref:        newReferenceNumber(q.now, refOnline),
-		context:    q.context(),
-		form:       *form,
-		created:    q.now,
-		validUntil: q.now.Add(e.cfg.OnlineSessionTTL),
-		keyFailed:  !decrypted || len(key) != 32,
-		key:        key,
-		iv:         *req.Encryption.InitializationVector,
-	}
+	key, decrypted := decryptOAEP(keys, *enc.EncryptedSymmetricKey)
+	s.context, s.created = q.context(), q.now
+	s.key, s.keyFailed, s.iv = key, !decrypted || len(key) != 32, *enc.InitializationVector
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if a := e.st.auths[q.claims.AuthRef]; a != nil {
 		s.tokenRef, s.docHash = a.tokenRef, a.docHash
 	}
 	e.st.sessions[s.ref] = s
 	e.st.sessionList = append(e.st.sessionList, s)
-	e.mu.Unlock()
-	q.json(http.StatusCreated, openOnlineResponse{ReferenceNumber: s.ref, ValidUntil: apiTime(s.validUntil)})
+	return s
 }
 
 // sessionLocked returns the session ref of the caller's context, or answers 21173.
