@@ -90,8 +90,7 @@ type PollInput struct {
 const (
 	OutcomePending   = "pending"   // keep polling after WaitSeconds
 	OutcomeAccepted  = "accepted"  // KSeF number assigned, UPO and result stored
-	OutcomeDuplicate = "duplicate" // 440: reconciled to the original KSeF number, result stored
-	OutcomeRejected  = "rejected"  // KSeF rejected the invoice, report stored
+	OutcomeDuplicate = "duplicate" // 440 for this very invoice: reconciled to the original KSeF number, result stored
 	OutcomeRecorded  = "recorded"  // kind failure: the failure report is stored
 )
 
